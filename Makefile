@@ -35,7 +35,7 @@ setup: $(STAMP) model
 
 # Converts the packaged torch weights to a Keras weights file once; checks the cache otherwise.
 model: $(STAMP)
-	@$(BIN)/python -m helpers.models --prepare
+	@$(BIN)/python -m helpers prepare
 
 kernel: $(STAMP)
 	@$(BIN)/python -m ipykernel install --user --name $(KERNEL) \

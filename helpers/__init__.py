@@ -4,6 +4,11 @@ Importing this package has no side effects (no downloads, no global plot style, 
 Each function's docstring names the notebook that introduced it.
 """
 
+from helpers._quiet import import_keras_quietly
+
+import_keras_quietly()  # before anything imports keras: hides TensorFlow's native start-up lines
+
+# ruff: noqa: E402
 from helpers.architecture import LAYER_GROUPS, ParameterBreakdown, iter_layers, parameter_breakdown
 from helpers.data import SAMPLE_IMAGE_NAMES, sample_image, sample_images
 from helpers.env import on_colab, report_environment, require_versions, set_seed

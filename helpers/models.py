@@ -23,7 +23,7 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,12 @@ def to_rgb_batch(images: Any) -> list[np.ndarray] | np.ndarray:
     array = np.asarray(images)
     if array.ndim == 3:
         return _check_one_image(array, "the image")[None]
+    if array.ndim == 2:
+        raise ValueError(
+            f"images have shape {array.shape}, a grayscale image? Expected an RGB image (H, W, 3), "
+            "a batch (B, H, W, 3) or a list of (H, W, 3) arrays; convert grayscale with "
+            "skimage.color.gray2rgb"
+        )
     if array.ndim != 4:
         raise ValueError(
             f"images have shape {array.shape}; expected (B, H, W, 3), (H, W, 3) or a list of "
@@ -530,19 +536,3 @@ def load_classifier(name: str = "efficientnet_lite0", weights: str | None = "ima
         num_classes=int(model.output_shape[-1]),
         normalize=normalize,
     )
-
-
-def _main(argv: Sequence[str] | None = None) -> None:
-    """``python -m helpers.models --prepare``: build the offline weights cache (used by make)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepare", action="store_true", help="convert the offline weights once")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
-    arguments = parser.parse_args(argv)
-    if arguments.prepare or arguments.force:
-        prepare_offline_model(force=arguments.force, verbose=True)
-
-
-if __name__ == "__main__":
-    _main()

@@ -1,0 +1,80 @@
+"""Repository consistency: requirements vs environment.yml, the repository URL, notebook hygiene."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _normalise(requirement: str) -> str:
+    requirement = requirement.split("#", 1)[0].strip()
+    name, _, spec = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", requirement).group(1, 0, 2)
+    return re.sub(r"[-_.]+", "-", name).lower() + spec.replace(" ", "")
+
+
+def _requirements_txt() -> set[str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return {_normalise(line) for line in lines if line.split("#", 1)[0].strip()}
+
+
+def _environment_yml_pip() -> set[str]:
+    # A tiny reader for the one shape this file has (no YAML dependency): "      - pkg spec"
+    # lines under "  - pip:".
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    entries = set()
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        item = line.strip()
+        if item.startswith("- "):
+            entries.add(_normalise(item[2:]))
+    return entries
+
+
+def test_environment_yml_matches_requirements():
+    assert _environment_yml_pip() == _requirements_txt()
+
+
+def test_requirements_use_ranges_not_exact_pins():
+    pinned = [r for r in _requirements_txt() if "==" in r]
+    assert not pinned, f"exact pins break Colab/Binder: {pinned}"
+
+
+def _repository_url() -> str:
+    # tomllib is Python 3.11+; the one line we need is simple enough to read directly.
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'^Repository\s*=\s*"([^"]+)"', text, re.M).group(1)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_skeleton_and_clean_outputs(path):
+    notebook = json.loads(path.read_text())
+    cells = notebook["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    sources = ["".join(c["source"]) for c in cells]
+    markdown = "\n".join(s for c, s in zip(cells, sources) if c["cell_type"] == "markdown")
+
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    colab = [s for s in sources if "/content/sample_data" in s]
+    assert colab, "no Colab install cell"
+    assert _repository_url() in colab[0], "Colab cell's URL differs from pyproject.toml's"
+    assert any("helpers.report_environment()" in s for s in sources), "no setup cell"
+    for heading in ("Learning objectives", "Summary", "Exercises", "Solutions"):
+        assert re.search(rf"^(#+ .*|\*\*){heading}", markdown, re.M | re.I), f"no {heading!r} section"
+
+    counts = [c["execution_count"] for c in code if "".join(c["source"]).strip()]
+    assert counts == list(range(1, len(counts) + 1)), "outputs are not from one clean run"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, "a committed output is an error"
