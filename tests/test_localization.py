@@ -1,0 +1,162 @@
+"""cam_to_box, box_iou and the localisation metrics on hand-made cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.localization import (
+    NO_BOX,
+    box_iou,
+    cam_to_box,
+    cams_to_boxes,
+    localization_accuracy,
+    max_box_accuracy,
+    pointing_game,
+    scale_box,
+)
+
+
+def test_single_blob_box_is_inclusive():
+    cam = np.zeros((10, 12))
+    cam[2:5, 3:8] = 1.0  # rows 2..4, columns 3..7
+    assert cam_to_box(cam) == (3, 2, 7, 4)
+
+
+def test_threshold_is_relative_to_maximum():
+    cam = np.zeros((8, 8))
+    cam[1, 1] = 10.0
+    cam[1, 2:6] = 3.0  # 30 % of the max: kept at 0.2, dropped at 0.5
+    assert cam_to_box(cam, 0.2) == (1, 1, 5, 1)
+    assert cam_to_box(cam, 0.5) == (1, 1, 1, 1)
+    assert cam_to_box(cam * 7.5, 0.2) == cam_to_box(cam, 0.2)  # scale does not matter
+
+
+def test_largest_component_wins_not_the_peak():
+    cam = np.zeros((10, 10))
+    cam[0, 0] = 5.0  # the peak, alone
+    cam[5:9, 5:9] = 2.0  # 16 pixels above 0.2 * 5
+    assert cam_to_box(cam) == (5, 5, 8, 8)
+
+
+def test_diagonal_pixels_are_one_component():
+    # 8-connectivity: a diagonal line is a single component, so its box spans it all.
+    cam = np.eye(6)
+    cam[0, 5] = 1.0  # an isolated pixel elsewhere
+    assert cam_to_box(cam) == (0, 0, 5, 5)
+
+
+def test_touching_components_merge():
+    cam = np.zeros((6, 10))
+    cam[1:4, 1:4] = 1.0
+    cam[1:4, 4:7] = 0.5  # touches the first block: one component
+    assert cam_to_box(cam) == (1, 1, 6, 3)
+
+
+def test_tie_goes_to_component_with_highest_value_then_first():
+    cam = np.zeros((6, 12))
+    cam[1:3, 1:3] = 0.5
+    cam[1:3, 8:10] = 0.5
+    cam[2, 9] = 1.0  # same size, but this one holds the maximum
+    assert cam_to_box(cam) == (8, 1, 9, 2)
+    cam[2, 9] = 0.5
+    cam[0, 0] = 0.0
+    cam[1:3, 1:3] = 1.0
+    cam[1:3, 8:10] = 1.0  # exact tie everywhere: first in row-major order
+    assert cam_to_box(cam) == (1, 1, 2, 2)
+
+
+def test_flat_positive_map_covers_everything():
+    assert cam_to_box(np.full((7, 9), 3.0)) == (0, 0, 8, 6)
+
+
+@pytest.mark.parametrize("value", [0.0, -2.0])
+def test_map_without_positive_evidence_has_no_box(value):
+    assert cam_to_box(np.full((5, 5), value)) is None
+    cam = np.full((5, 5), -3.0)
+    cam[2, 2] = value
+    assert cam_to_box(cam) is None
+    boxes = cams_to_boxes(np.stack([np.full((5, 5), value), np.ones((5, 5))]))
+    assert tuple(boxes[0]) == NO_BOX and tuple(boxes[1]) == (0, 0, 4, 4)
+
+
+def test_negative_values_around_a_positive_blob():
+    cam = np.full((6, 6), -1.0)
+    cam[2:4, 2:4] = 1.0
+    assert cam_to_box(cam) == (2, 2, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "cam, threshold, message",
+    [
+        (np.zeros(5), 0.2, "2-D map"),
+        (np.array([[np.nan, 1.0]]), 0.2, "NaN"),
+        (np.ones((3, 3)), 1.5, r"\[0, 1\]"),
+        (np.ones((0, 3)), 0.2, "empty"),
+    ],
+)
+def test_cam_to_box_rejects_bad_input(cam, threshold, message):
+    with pytest.raises(ValueError, match=message):
+        cam_to_box(cam, threshold)
+
+
+def test_iou_inclusive_areas():
+    assert box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 1.0  # one pixel each
+    assert box_iou((0, 0, 1, 1), (1, 1, 2, 2)) == pytest.approx(1 / 7)  # 1 shared of 4+4-1
+    assert box_iou((0, 0, 3, 3), (0, 0, 1, 3)) == pytest.approx(8 / 16)
+    assert box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0  # touching corners do not overlap
+    assert box_iou((0, 0, 1, 1), (2, 0, 3, 1)) == 0.0  # adjacent, no shared pixel
+
+
+def test_iou_broadcasts_and_handles_missing_boxes():
+    a = np.array([[0, 0, 9, 9], [0, 0, 4, 4], list(NO_BOX)])
+    b = np.array([0, 0, 4, 4])
+    np.testing.assert_allclose(box_iou(a, b), [0.25, 1.0, 0.0])
+    assert box_iou(None, (0, 0, 1, 1)) == 0.0
+
+
+def test_iou_rejects_inverted_boxes():
+    with pytest.raises(ValueError, match="x1 < x0"):
+        box_iou((5, 0, 1, 3), (0, 0, 1, 1))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        box_iou((0, 0, 1), (0, 0, 1, 1))
+
+
+def test_scale_box_between_frames():
+    assert scale_box((0, 0, 6, 6), (7, 7), (224, 224)) == (0, 0, 223, 223)
+    assert scale_box((1, 2, 1, 2), (7, 7), (14, 14)) == (2, 4, 3, 5)
+    assert scale_box((10, 10, 19, 19), (100, 100), (50, 50)) == (5, 5, 9, 9)
+    assert scale_box(None, (7, 7), (224, 224)) is None
+
+
+def test_localization_accuracy_and_top1_variant():
+    truth = np.array([[0, 0, 9, 9]] * 4)
+    predicted = np.array([[0, 0, 9, 9], [0, 0, 6, 6], [0, 0, 7, 7], list(NO_BOX)])
+    # IoUs: 1.0, 0.49, 0.64, 0
+    assert localization_accuracy(predicted, truth) == 0.5
+    assert localization_accuracy(predicted, truth, correct_class=[True, True, False, True]) == 0.25
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        localization_accuracy(predicted[:2], truth)
+
+
+def test_pointing_game():
+    cams = np.zeros((3, 8, 8))
+    cams[0, 2, 2] = 1.0  # inside
+    cams[1, 7, 7] = 1.0  # outside
+    cams[2, 5, 5] = 1.0  # one pixel outside: inside with tolerance 1
+    truth = np.array([[1, 1, 4, 4]] * 3)
+    assert pointing_game(cams, truth) == pytest.approx(1 / 3)
+    assert pointing_game(cams, truth, tolerance=1) == pytest.approx(2 / 3)
+
+
+def test_max_box_accuracy_finds_the_better_threshold():
+    # A blob with a wide faint halo: 0.2 keeps the halo (box too big), 0.6 only the core.
+    cam = np.zeros((20, 20))
+    cam[2:18, 2:18] = 0.3
+    cam[8:12, 8:12] = 1.0
+    cams = np.stack([cam] * 3)
+    truth = np.array([[8, 8, 11, 11]] * 3)
+    result = max_box_accuracy(cams, truth)
+    assert localization_accuracy(cams_to_boxes(cams, 0.2), truth) == 0.0
+    assert result.best == 1.0 and 0.3 < result.best_threshold <= 1.0
+    assert result.accuracies.shape == result.thresholds.shape == (20,)
