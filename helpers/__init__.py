@@ -10,6 +10,15 @@ import_keras_quietly()  # before anything imports keras: hides TensorFlow's nati
 
 # ruff: noqa: E402
 from helpers.architecture import LAYER_GROUPS, ParameterBreakdown, iter_layers, parameter_breakdown
+from helpers.cam import (
+    CAMHead,
+    CAMResult,
+    class_activation_maps,
+    find_cam_head,
+    grad_cam,
+    normalize_cam,
+    upsample_maps,
+)
 from helpers.data import SAMPLE_IMAGE_NAMES, sample_image, sample_images
 from helpers.env import on_colab, report_environment, require_versions, set_seed
 from helpers.imagenet import imagenet_class_name, imagenet_class_names
@@ -30,11 +39,26 @@ from helpers.models import (
     load_classifier,
     prepare_offline_model,
 )
+from helpers.plotting import display_image, plot_cam, plot_cam_classes, plot_cam_images, show_cam
+from helpers.small_models import (
+    HEADS,
+    build_head,
+    build_small_cnn,
+    compile_classifier,
+    head_parameter_counts,
+)
+from helpers.synthetic import DigitCanvases, digit_source_split, make_digit_canvases
 from helpers.torch_weights import WeightsFileError, read_legacy_state_dict
+from helpers.widgets import CAMExplorer, cam_explorer
 
 __all__ = [
     "AVAILABLE_MODELS",
+    "CAMExplorer",
+    "CAMHead",
+    "CAMResult",
     "Classifier",
+    "DigitCanvases",
+    "HEADS",
     "LAYER_GROUPS",
     "OfflineError",
     "ParameterBreakdown",
@@ -42,16 +66,31 @@ __all__ = [
     "SAMPLE_IMAGE_NAMES",
     "WeightsFileError",
     "box_iou",
+    "build_head",
+    "build_small_cnn",
+    "cam_explorer",
     "cam_to_box",
     "cams_to_boxes",
+    "class_activation_maps",
+    "compile_classifier",
+    "digit_source_split",
+    "display_image",
+    "find_cam_head",
+    "grad_cam",
+    "head_parameter_counts",
     "imagenet_class_name",
     "imagenet_class_names",
     "iter_layers",
     "load_classifier",
     "localization_accuracy",
+    "make_digit_canvases",
     "max_box_accuracy",
+    "normalize_cam",
     "on_colab",
     "parameter_breakdown",
+    "plot_cam",
+    "plot_cam_classes",
+    "plot_cam_images",
     "pointing_game",
     "prepare_offline_model",
     "read_legacy_state_dict",
@@ -61,6 +100,8 @@ __all__ = [
     "sample_image",
     "sample_images",
     "set_seed",
+    "show_cam",
+    "upsample_maps",
 ]
 
 __version__ = "0.1.0"

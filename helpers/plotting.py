@@ -1,0 +1,323 @@
+"""Figures for class activation maps: a heat map over its photo, grids of classes and of images.
+
+Introduced in notebook 03. Every function draws with matplotlib's object API, returns the
+``Axes`` or ``Figure`` it drew on, takes ``ax=`` where one picture is drawn, and never changes
+global settings (``rcParams``, styles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from helpers.cam import CAMResult
+from helpers.localization import cam_to_box, scale_box
+
+__all__ = ["display_image", "show_cam", "plot_cam", "plot_cam_classes", "plot_cam_images"]
+
+#: Colour bar labels by method.
+_MAP_LABELS = {
+    "cam": r"$M_c$ (logit units)",
+    "grad_cam": r"Grad-CAM $\sum_k \alpha_k^c A_k$",
+}
+
+
+def display_image(image: Any) -> np.ndarray:
+    """An image ready for ``imshow``: uint8 as is, floats scaled to [0, 1].
+
+    Introduced in notebook 03. Floats in [0, 1] are kept, floats in [0, 255] are divided by 255,
+    other ranges (e.g. preprocessed inputs in [-1, 1]) are min-max scaled.
+
+    Parameters
+    ----------
+    image
+        ``(H, W, 3)`` or ``(H, W)``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, or NaN/infinite values.
+    """
+    array = np.asarray(image)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+        raise ValueError(f"image has shape {array.shape}; expected (H, W, 3) or (H, W)")
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("image contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low >= 0.0 and high <= 1.0:
+        return array
+    if low >= 0.0 and high <= 255.0:
+        return array / 255.0
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
+def _image_at(images: Any, index: int) -> np.ndarray:
+    if isinstance(images, (list, tuple)):
+        return np.asarray(images[index])
+    array = np.asarray(images)
+    if array.ndim == 3:  # one image
+        if index != 0:
+            raise IndexError(f"one image was given, asked for image {index}")
+        return array
+    return array[index]
+
+
+def _color_limits(cam_map: np.ndarray) -> tuple[float, float]:
+    low, high = float(cam_map.min()), float(cam_map.max())
+    if high > low:
+        return low, high
+    return low - 0.5, high + 0.5  # a constant map: a valid scale, no division by zero
+
+
+def show_cam(
+    image: Any,
+    cam_map: Any,
+    *,
+    ax: Axes | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    title: str | None = None,
+    colorbar: bool = True,
+    colorbar_label: str = "class activation",
+    box_threshold: float | None = None,
+) -> Axes:
+    """Draw a class activation map over its photo, stretched to cover the whole photo.
+
+    Introduced in notebook 03.
+
+    Parameters
+    ----------
+    image
+        The photo ``(H0, W0, 3)`` at any size (uint8 or float).
+    cam_map
+        ``(H, W)`` map covering the whole image (any resolution: it is stretched to the photo,
+        as the model saw the whole photo resized).
+    ax
+        Axes to draw on; a new figure if None.
+    alpha
+        Opacity of the heat map, 0..1.
+    cmap
+        Matplotlib colour map name.
+    title
+        Axes title (e.g. class name and probability).
+    colorbar
+        Add a colour bar with the map's values.
+    colorbar_label
+        Its label.
+    box_threshold
+        If given (0..1), draw the box of :func:`helpers.cam_to_box`: the largest 8-connected
+        region where the map is at least ``box_threshold × max`` (the paper uses 0.2); no box
+        when the map's maximum is not positive.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        A map that is not 2-D or contains NaN/inf; ``alpha`` outside 0..1.
+    """
+    photo = display_image(image)
+    cam_map = np.asarray(cam_map, dtype=np.float32)
+    if cam_map.ndim != 2:
+        raise ValueError(f"cam_map must be one map (H, W), got shape {cam_map.shape}")
+    if not np.all(np.isfinite(cam_map)):
+        raise ValueError("cam_map contains NaN or infinite values")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if ax is None:
+        import matplotlib.pyplot as plt  # imported here: importing helpers stays light
+
+        _, ax = plt.subplots(figsize=(4.5, 4.0), layout="constrained")
+    height, width = photo.shape[:2]
+    extent = (0, width, height, 0)
+    ax.imshow(photo, extent=extent)
+    low, high = _color_limits(cam_map)
+    heat = ax.imshow(
+        cam_map, cmap=cmap, alpha=float(alpha), extent=extent, vmin=low, vmax=high,
+        interpolation="bilinear",
+    )
+    if box_threshold is not None:
+        box = scale_box(cam_to_box(cam_map, box_threshold), cam_map.shape, (height, width))
+        if box is not None:  # inclusive pixel box; pixel x covers [x, x + 1] in the extent
+            x0, y0, x1, y1 = box
+            ax.add_patch(
+                Rectangle(
+                    (x0, y0), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor="white", linewidth=2
+                )
+            )
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    if colorbar:
+        ax.figure.colorbar(heat, ax=ax, fraction=0.046, pad=0.03, label=colorbar_label)
+    return ax
+
+
+def plot_cam(
+    result: CAMResult,
+    images: Any,
+    image_index: int = 0,
+    k: int = 0,
+    *,
+    ax: Axes | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    colorbar: bool = True,
+    box_threshold: float | None = None,
+) -> Axes:
+    """Overlay of one map of a :class:`~helpers.cam.CAMResult` on its photo, titled with the class
+    name, id and probability.
+
+    Introduced in notebook 03.
+
+    Parameters
+    ----------
+    result
+        From :func:`helpers.class_activation_maps` or :func:`helpers.grad_cam`.
+    images
+        The photos given to it (array ``(B, H, W, 3)`` or list).
+    image_index, k
+        Which image, and which of its ``K`` requested classes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _check_indices(result, image_index, k)
+    return show_cam(
+        _image_at(images, image_index),
+        result.map(image_index, k),
+        ax=ax,
+        alpha=alpha,
+        cmap=cmap,
+        title=result.label(image_index, k),
+        colorbar=colorbar,
+        colorbar_label=_MAP_LABELS.get(result.method, "class activation"),
+        box_threshold=box_threshold,
+    )
+
+
+def _check_indices(result: CAMResult, image_index: int, k: int) -> None:
+    batch, classes = result.class_ids.shape
+    if not 0 <= int(image_index) < batch:
+        raise IndexError(f"image_index must be in 0..{batch - 1}, got {image_index}")
+    if not 0 <= int(k) < classes:
+        raise IndexError(f"k must be in 0..{classes - 1} (the result has {classes} classes per "
+                         f"image), got {k}")
+
+
+def _grid(count: int, ncols: int, size: float) -> tuple[Figure, np.ndarray]:
+    if count < 1:
+        raise ValueError("nothing to draw")
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    import matplotlib.pyplot as plt
+
+    ncols = min(ncols, count)
+    nrows = -(-count // ncols)
+    figure, axes = plt.subplots(
+        nrows, ncols, figsize=(size * 1.2 * ncols, size * nrows), layout="constrained",
+        squeeze=False,
+    )
+    for ax in axes.ravel()[count:]:
+        ax.set_axis_off()
+    return figure, axes.ravel()
+
+
+def plot_cam_classes(
+    result: CAMResult,
+    images: Any,
+    image_index: int = 0,
+    *,
+    ncols: int = 3,
+    size: float = 3.0,
+    alpha: float = 0.5,
+    show_photo: bool = True,
+    box_threshold: float | None = None,
+) -> Figure:
+    """One photo, each of its ``K`` requested classes in its own panel (paper's Figure 4).
+
+    Introduced in notebook 03.
+
+    Parameters
+    ----------
+    result, images
+        As in :func:`plot_cam`.
+    image_index
+        Which image.
+    ncols
+        Panels per row.
+    size
+        Panel height in inches.
+    show_photo
+        Start with the photo alone.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _check_indices(result, image_index, 0)
+    classes = result.class_ids.shape[1]
+    figure, axes = _grid(classes + int(show_photo), ncols, size)
+    panels = iter(axes)
+    if show_photo:
+        ax = next(panels)
+        ax.imshow(display_image(_image_at(images, image_index)))
+        ax.set_title("photo", fontsize=10)
+        ax.set_axis_off()
+    for k in range(classes):
+        plot_cam(result, images, image_index, k, ax=next(panels), alpha=alpha,
+                 box_threshold=box_threshold)
+    return figure
+
+
+def plot_cam_images(
+    result: CAMResult,
+    images: Any,
+    k: int = 0,
+    *,
+    ncols: int = 4,
+    size: float = 3.0,
+    alpha: float = 0.5,
+    names: Sequence[str] | None = None,
+    box_threshold: float | None = None,
+) -> Figure:
+    """Every image with its ``k``-th requested class (top-1 by default).
+
+    Introduced in notebook 03.
+
+    Parameters
+    ----------
+    result, images
+        As in :func:`plot_cam`.
+    k
+        Which of each image's requested classes.
+    names
+        Optional image names, prefixed to the titles.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    batch = result.num_images
+    if names is not None and len(names) != batch:
+        raise ValueError(f"got {len(names)} names for {batch} images")
+    figure, axes = _grid(batch, ncols, size)
+    for index in range(batch):
+        ax = plot_cam(result, images, index, k, ax=axes[index], alpha=alpha,
+                      box_threshold=box_threshold)
+        if names is not None:
+            ax.set_title(f"{names[index]}: {result.label(index, k)}", fontsize=9)
+    return figure

@@ -1,0 +1,396 @@
+"""Class activation maps and Grad-CAM (helpers.cam): the CAM identity, class selection, nested
+models, the Grad-CAM equivalence, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import helpers
+from helpers import cam
+
+
+def _relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / max |want|: the identity's error on the logits' scale."""
+    return float(np.abs(np.asarray(got) - np.asarray(want)).max() / np.abs(want).max())
+
+
+def _check_identity(result: cam.CAMResult, reference_logits: np.ndarray) -> None:
+    """mean(M_c) + b_c == S_c, against logits computed by the model itself."""
+    wanted = np.take_along_axis(reference_logits, result.class_ids, axis=1)
+    assert _relative_error(result.low_res.mean(axis=(2, 3)) + result.bias, wanted) <= 1e-4
+    assert _relative_error(result.logits, reference_logits) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def photos(samples):
+    return list(samples.values())  # seven photos of different sizes
+
+
+@pytest.fixture(scope="module")
+def top3(lite0, photos):
+    return cam.class_activation_maps(lite0, photos, top_k=3)
+
+
+@pytest.fixture(scope="module")
+def nested_models():
+    """Transfer-learning shapes: a base inside a Sequential with its own GAP and Dense (softmax),
+    a ResNet-50 base with pooling="avg" under a Dense, a classifier wrapped in a Functional."""
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential(
+        [
+            keras.Input((48, 48, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv_a"),
+            keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv_b"),
+        ],
+        name="base",
+    )
+    sequential = keras.Sequential(
+        [
+            keras.Input((48, 48, 3)),
+            base,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(6, activation="softmax"),
+        ],
+        name="transfer",
+    )
+    resnet_base = keras.applications.ResNet50(
+        include_top=False, weights=None, pooling="avg", input_shape=(64, 64, 3)
+    )
+    pooled_base = keras.Sequential(
+        [keras.Input((64, 64, 3)), resnet_base, keras.layers.Dense(4)], name="resnet_avg"
+    )
+    inner = keras.Sequential(
+        [
+            keras.Input((48, 48, 3)),
+            base,
+            keras.layers.GlobalAveragePooling2D(keepdims=True),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5),
+        ],
+        name="inner",
+    )
+    image = keras.Input((48, 48, 3))
+    scores = keras.layers.Activation("softmax")(inner(keras.layers.Rescaling(0.5)(image)))
+    wrapped = keras.Model(image, scores, name="wrapped")
+    return {"sequential": sequential, "resnet_avg": pooled_base, "wrapped": wrapped}
+
+
+def _random_images(shape, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The identity mean(M_c) + b_c = S_c
+# ---------------------------------------------------------------------------------------------
+
+
+def test_identity_on_offline_model(lite0, photos, top3):
+    assert top3.low_res.shape == (7, 3, 7, 7)
+    assert top3.class_ids.shape == (7, 3) and top3.logits.shape == (7, 1000)
+    assert top3.layer == "top_relu" and top3.method == "cam"
+    _check_identity(top3, lite0.logits(photos))
+
+
+def test_identity_on_random_resnet50(samples):
+    resnet = helpers.load_classifier("resnet50", weights=None)
+    images = [samples["chelsea"], samples["coffee"]]
+    result = cam.class_activation_maps(resnet, images, top_k=2)
+    assert result.layer == "conv5_block3_out"
+    assert result.low_res.shape == (2, 2, 7, 7)
+    _check_identity(result, resnet.logits(images))
+
+
+def test_head_is_found_by_type_and_cached(lite0):
+    head = cam.find_cam_head(lite0)
+    assert head.feature_layer == "top_relu"
+    assert isinstance(head.pooling, keras.layers.GlobalAveragePooling2D)
+    assert head.dense.name == "predictions"
+    assert head.feature_shape == (7, 7, 1280)
+    assert head.weights.shape == (1280, 1000) and head.bias.shape == (1000,)
+    assert cam.find_cam_head(lite0.model) is head  # cached per Keras model
+
+
+def test_one_forward_pass_per_call(lite0, samples, monkeypatch):
+    calls = []
+    original = cam._run_feature_model
+    monkeypatch.setattr(
+        cam, "_run_feature_model", lambda *a: calls.append(1) or original(*a)
+    )
+    cam.class_activation_maps(lite0, [samples["chelsea"], samples["rocket"]], classes="all")
+    assert len(calls) == 1
+
+
+def test_maps_cover_the_input_and_are_lazy(top3):
+    result = cam.CAMResult(**{**top3.__dict__, "_maps": None})
+    assert result._maps is None  # nothing upsampled yet
+    one = result.map(2, 1)
+    assert one.shape == (224, 224)
+    assert result.maps.shape == (7, 3, 224, 224)
+    np.testing.assert_allclose(result.maps[2, 1], one, rtol=1e-6, atol=1e-6)
+
+
+def test_sum_then_upsample_equals_upsample_then_sum(lite0, samples):
+    """Bilinear resizing is linear: resize(sum_k w_k f_k) == sum_k w_k resize(f_k)."""
+    head = cam.find_cam_head(lite0)
+    features = cam._run_feature_model(head.feature_model, lite0.preprocess(samples["coffee"]))
+    weights = head.weights[:, [967, 504]]  # espresso, coffee mug
+    summed_first = cam.upsample_maps(np.einsum("bhwk,kc->bchw", features, weights), (224, 224))
+    upsampled = keras.ops.image.resize(features, (224, 224), interpolation="bilinear")
+    upsampled_first = np.einsum("bhwk,kc->bchw", keras.ops.convert_to_numpy(upsampled), weights)
+    assert _relative_error(summed_first, upsampled_first) <= 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing classes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_top_k_is_sorted_by_logit(top3):
+    assert np.array_equal(top3.class_ids[:, 0], top3.logits.argmax(axis=1))
+    assert np.all(np.diff(top3.scores, axis=1) <= 0)
+    assert top3.class_ids[0, 0] == 285  # chelsea: Egyptian cat
+
+
+def test_default_is_top1(lite0, samples):
+    result = cam.class_activation_maps(lite0, samples["coffee"])
+    assert result.class_ids.tolist() == [[967]]
+    assert result.label(0, 0).startswith("espresso (967), p = ")
+
+
+def test_all_agrees_with_top_k(lite0, photos, top3):
+    every = cam.class_activation_maps(lite0, photos, classes="all")
+    assert every.low_res.shape == (7, 1000, 7, 7)
+    assert np.array_equal(every.class_ids, np.tile(np.arange(1000), (7, 1)))
+    picked = np.take_along_axis(every.low_res, top3.class_ids[:, :, None, None], axis=1)
+    np.testing.assert_allclose(picked, top3.low_res, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(every.logits, top3.logits, rtol=1e-5, atol=1e-5)
+    assert every._maps is None  # 7 x 1000 x 224 x 224 maps are not computed unless asked
+    np.testing.assert_allclose(
+        every.map(3, int(top3.class_ids[3, 1])), top3.map(3, 1), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_per_image_class_ids(lite0, samples, top3):
+    images = [samples["chelsea"], samples["coffee"]]
+    ids = np.array([[285, 967, 3], [967, 281, 999]])
+    result = cam.class_activation_maps(lite0, images, classes=ids)
+    assert np.array_equal(result.class_ids, ids)
+    for row in range(2):
+        alone = cam.class_activation_maps(lite0, images[row], classes=list(ids[row]))
+        np.testing.assert_allclose(result.low_res[row], alone.low_res[0], rtol=1e-5, atol=1e-4)
+    same = cam.class_activation_maps(lite0, images, classes=[285, 967])
+    assert same.class_ids.tolist() == [[285, 967], [285, 967]]
+    np.testing.assert_allclose(same.low_res[0, 0], top3.low_res[0, 0], rtol=1e-5, atol=1e-4)
+    single = cam.class_activation_maps(lite0, images, classes=np.int64(504))
+    assert single.class_ids.tolist() == [[504], [504]]
+
+
+def test_class_absent_from_the_image(lite0, samples, top3):
+    absent = int(top3.logits[1].argmin())  # the least likely class for the coffee photo
+    result = cam.class_activation_maps(lite0, samples["coffee"], classes=[absent])
+    assert result.class_probabilities[0, 0] < 1e-4
+    assert np.all(np.isfinite(result.maps))
+    shown = cam.normalize_cam(result.maps)
+    assert np.all(np.isfinite(shown)) and shown.min() >= 0.0 and shown.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("classes", "top_k", "error", "match"),
+    [
+        ([1000], None, ValueError, r"0\.\.999.*1000"),
+        ([-1, 5], None, ValueError, r"0\.\.999.*-1"),
+        ([2.5], None, TypeError, "integers"),
+        (["cat"], None, TypeError, "integers"),
+        ([True], None, TypeError, "integers"),
+        ("cats", None, ValueError, "'all'"),
+        ([], None, ValueError, "empty"),
+        (np.zeros((3, 2), dtype=int), None, ValueError, "3 rows for 2 images"),
+        (np.zeros((2, 2, 2), dtype=int), None, ValueError, r"\(K,\) or \(B, K\)"),
+        ([[1, 2], [3]], None, TypeError, "class ids"),
+        ([285], 3, ValueError, "not both"),
+        ("all", 5, ValueError, "not both"),
+        (None, 0, ValueError, r"1\.\.1000"),
+        (None, 1001, ValueError, r"1\.\.1000"),
+        (None, 2.0, TypeError, "integer"),
+        (None, True, TypeError, "integer"),
+    ],
+)
+def test_bad_classes_get_clear_errors(lite0, samples, classes, top_k, error, match):
+    images = [samples["chelsea"], samples["coffee"]]
+    with pytest.raises(error, match=match):
+        cam.class_activation_maps(lite0, images, classes=classes, top_k=top_k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: nested, bare, without GAP
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sequential", "resnet_avg", "wrapped"])
+def test_nested_transfer_learning_models(nested_models, name):
+    model = nested_models[name]
+    size = model.inputs[0].shape[1]
+    images = _random_images((3, size, size, 3))
+    result = cam.class_activation_maps(model, images, top_k=2)
+    outputs = keras.ops.convert_to_numpy(model(images, training=False))
+    if name == "resnet_avg":
+        assert result.layer == "conv5_block3_out"  # inside the base, under its own GAP
+        reference = outputs
+    else:
+        assert result.layer == "conv_b"  # inside the nested base
+        # these models end in softmax: the result's logits are taken before it
+        np.testing.assert_allclose(cam._softmax(result.logits), outputs, atol=1e-6)
+        reference = result.logits
+    _check_identity(result, reference)
+    assert result.class_names[0] == "class 0"  # a bare model has no class names
+    assert result.input_size == (size, size)
+
+
+def test_bare_model_image_checks(nested_models):
+    model = nested_models["sequential"]
+    with pytest.raises(ValueError, match=r"expects \(48, 48, 3\)"):
+        cam.class_activation_maps(model, _random_images((2, 50, 48, 3)))
+    resized = cam.class_activation_maps(
+        model, [_random_images((60, 40, 3)), _random_images((48, 48, 3), seed=1)]
+    )
+    assert resized.low_res.shape == (2, 1, 22, 22)
+    with pytest.raises(ValueError, match="NaN"):
+        cam.class_activation_maps(model, np.full((1, 48, 48, 3), np.nan, dtype=np.float32))
+    with pytest.raises(TypeError, match="Classifier or a keras.Model"):
+        cam.class_activation_maps("resnet50", _random_images((1, 48, 48, 3)))
+
+
+@pytest.fixture(scope="module")
+def no_gap_model():
+    """A small VGG-like classifier: conv blocks, Flatten, two Dense layers (no GAP)."""
+    keras.utils.set_random_seed(1)
+    image = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(image)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    scores = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    return keras.Model(image, scores, name="tiny_vgg")
+
+
+def test_no_gap_head_points_to_grad_cam(no_gap_model):
+    with pytest.raises(ValueError, match=r"no GlobalAveragePooling2D.*fc1.*grad_cam"):
+        cam.class_activation_maps(no_gap_model, _random_images((1, 32, 32, 3)))
+    classifier = keras.Sequential(
+        [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalMaxPooling2D(),
+         keras.layers.Dense(3)]
+    )
+    with pytest.raises(ValueError, match="GlobalMaxPooling2D.*grad_cam"):
+        cam.find_cam_head(classifier)
+
+
+def test_models_without_a_dense_output_or_graph():
+    conv_only = keras.Sequential(
+        [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()]
+    )
+    with pytest.raises(ValueError, match="not from a Dense layer"):
+        cam.find_cam_head(conv_only)
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(keras.ops.mean(x, axis=(1, 2)))
+
+    with pytest.raises(ValueError, match="not a Functional or Sequential"):
+        cam.find_cam_head(Subclassed())
+
+
+# ---------------------------------------------------------------------------------------------
+# Grad-CAM
+# ---------------------------------------------------------------------------------------------
+
+
+def test_grad_cam_equals_cam_over_area_on_offline_model(lite0, photos, top3):
+    result = cam.grad_cam(lite0, photos, top_k=3)
+    assert result.method == "grad_cam" and result.layer == "top_relu" and result.bias is None
+    assert np.array_equal(result.class_ids, top3.class_ids)
+    assert _relative_error(result.low_res * 7 * 7, top3.low_res) <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["sequential", "wrapped"])
+def test_grad_cam_equals_cam_over_area_on_nested_models(nested_models, name):
+    images = _random_images((2, 48, 48, 3), seed=3)
+    by_cam = cam.class_activation_maps(nested_models[name], images, classes="all")
+    by_gradient = cam.grad_cam(nested_models[name], images, classes="all")
+    height, width = by_cam.low_res.shape[2:]
+    assert _relative_error(by_gradient.low_res * height * width, by_cam.low_res) <= 1e-4
+
+
+def test_grad_cam_on_a_model_without_gap(no_gap_model):
+    """Against a direct GradientTape computation of alpha = mean_xy dS_c/dA (from logits)."""
+    import tensorflow as tf
+
+    images = _random_images((3, 32, 32, 3), seed=4)
+    result = cam.grad_cam(no_gap_model, images, top_k=2)
+    assert result.layer == "pool2" and result.low_res.shape == (3, 2, 8, 8)
+    assert np.all(np.isfinite(result.low_res))
+    fc1 = no_gap_model.get_layer("fc1")
+    predictions = no_gap_model.get_layer("predictions")
+    probe = keras.Model(no_gap_model.input, [no_gap_model.get_layer("pool2").output, fc1.output])
+    with tf.GradientTape(persistent=True) as tape:
+        features, hidden = probe(images, training=False)
+        logits = tf.matmul(hidden, predictions.kernel) + predictions.bias  # before the softmax
+        picked = [tf.gather(logits, result.class_ids[:, k], batch_dims=1) for k in range(2)]
+    np.testing.assert_allclose(logits.numpy(), result.logits, rtol=1e-5, atol=1e-6)
+    for k in range(2):
+        alpha = tf.reduce_mean(tape.gradient(picked[k], features), axis=(1, 2)).numpy()
+        expected = np.einsum("bhwk,bk->bhw", features.numpy(), alpha)
+        assert _relative_error(result.low_res[:, k], expected) <= 1e-4
+
+
+def test_grad_cam_layer_choice(no_gap_model, nested_models):
+    images = _random_images((1, 32, 32, 3))
+    assert cam.grad_cam(no_gap_model, images, layer="conv2").low_res.shape == (1, 1, 16, 16)
+    with pytest.raises(ValueError, match="no layer named 'conv9'.*pool2"):
+        cam.grad_cam(no_gap_model, images, layer="conv9")
+    with pytest.raises(ValueError, match="4-D"):
+        cam.grad_cam(no_gap_model, images, layer="fc1")
+    with pytest.raises(ValueError, match="not a cut point"):  # a skip connection goes around it
+        cam.grad_cam(
+            nested_models["resnet_avg"], _random_images((1, 64, 64, 3)),
+            layer="conv5_block3_2_relu",
+        )
+
+
+def test_grad_cam_says_which_backends_it_supports(no_gap_model, monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(NotImplementedError, match="TensorFlow backend.*'jax'"):
+        cam.grad_cam(no_gap_model, _random_images((1, 32, 32, 3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Small functions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_normalize_cam():
+    maps = np.stack([np.arange(12.0).reshape(3, 4) - 5, np.full((3, 4), 2.5)])
+    shown = cam.normalize_cam(maps)
+    assert shown[0].min() == 0.0 and shown[0].max() == 1.0
+    assert np.array_equal(shown[1], np.zeros((3, 4)))  # constant map: zeros, not 0/0
+    with pytest.raises(ValueError, match="NaN"):
+        cam.normalize_cam(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match=r"\(\.\.\., H, W\)"):
+        cam.normalize_cam(np.ones(4))
+
+
+def test_upsample_maps():
+    low = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    up = cam.upsample_maps(low, (8, 10))
+    assert up.shape == (2, 3, 8, 10) and up.dtype == np.float32
+    np.testing.assert_allclose(up.mean(), low.mean(), rtol=1e-5)  # bilinear x2 keeps the mean
+    with pytest.raises(ValueError, match="positive"):
+        cam.upsample_maps(low, (0, 10))

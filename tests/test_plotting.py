@@ -1,0 +1,105 @@
+"""Figures (helpers.plotting): overlays line up with the photo, carry a colour bar and a title,
+and leave matplotlib's global settings alone."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.patches import Rectangle
+
+from helpers import cam, plotting
+
+
+@pytest.fixture()
+def result():
+    """A hand-made CAM result: 2 images, 2 classes, 4x4 maps, 224x224 input."""
+    low_res = np.zeros((2, 2, 4, 4), dtype=np.float32)
+    low_res[0, 0, 0, 0] = 5.0  # image 0, class 0: evidence in the top-left corner
+    low_res[0, 1, 3, 3] = 5.0  # image 0, class 1: bottom-right
+    low_res[1, 0] = 2.0  # image 1, class 0: a constant map
+    low_res[1, 1, 1:3, 1:3] = -1.0  # image 1, class 1: no positive evidence
+    logits = np.zeros((2, 3), dtype=np.float32)
+    logits[:, 0] = 2.0
+    return cam.CAMResult(
+        low_res=low_res, class_ids=np.array([[0, 1], [0, 2]]), logits=logits,
+        input_size=(224, 224), class_names=("cat", "dog", "car"), bias=np.zeros((2, 2)),
+    )
+
+
+@pytest.fixture()
+def photos():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8),
+            rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_overlay_lines_up_with_the_photo(result, photos):
+    before = dict(matplotlib.rcParams)
+    ax = plotting.plot_cam(result, photos, 0, 0)
+    assert dict(matplotlib.rcParams) == before  # no global style change
+    photo, heat = ax.get_images()
+    assert heat.get_extent() == photo.get_extent() == [0, 400, 300, 0]  # stretched over the photo
+    assert heat.get_array().shape == (224, 224)
+    assert ax.get_title() == result.label(0, 0) and "cat (0), p = " in ax.get_title()
+    assert len(ax.figure.axes) == 2  # the photo's axes and the colour bar
+    peak_row, peak_col = np.unravel_index(np.argmax(heat.get_array()), (224, 224))
+    assert peak_row < 56 and peak_col < 56  # evidence in the top-left stays top-left
+
+
+def test_box_threshold_draws_the_box(result, photos):
+    ax = plotting.plot_cam(result, photos, 0, 1, box_threshold=0.5)
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(boxes) == 1
+    x, y = boxes[0].get_xy()
+    assert x > 200 and y > 150  # bottom-right quarter of the 400x300 photo
+    assert x + boxes[0].get_width() <= 400 and y + boxes[0].get_height() <= 300
+
+
+def test_degenerate_maps_draw_without_nan(result, photos):
+    constant = plotting.plot_cam(result, photos, 1, 0, box_threshold=0.2)
+    low, high = constant.get_images()[1].get_clim()
+    assert np.isfinite([low, high]).all() and low < high
+    (box,) = constant.patches  # a constant positive map: every pixel is >= 0.2 max
+    assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == (0, 0, 120, 120)
+    negative = plotting.plot_cam(result, photos, 1, 1, box_threshold=0.2)
+    assert not negative.patches  # no positive evidence: no box
+    with pytest.raises(ValueError, match="NaN"):
+        plotting.show_cam(photos[0], np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match=r"one map \(H, W\)"):
+        plotting.show_cam(photos[0], np.zeros((2, 4, 4)))
+    with pytest.raises(IndexError, match="k must be in 0..1"):
+        plotting.plot_cam(result, photos, 0, 2)
+
+
+def test_grids(result, photos):
+    figure = plotting.plot_cam_classes(result, photos, image_index=0, ncols=3)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles[0] == "photo" and titles[1].startswith("cat") and titles[2].startswith("dog")
+    figure = plotting.plot_cam_images(result, photos, k=1, names=["first", "second"])
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["first: " + result.label(0, 1), "second: " + result.label(1, 1)]
+    with pytest.raises(ValueError, match="1 names for 2 images"):
+        plotting.plot_cam_images(result, photos, names=["one"])
+
+
+def test_draws_on_given_axes(result, photos):
+    figure, axes = plt.subplots(1, 2)
+    returned = plotting.plot_cam(result, photos, 1, 0, ax=axes[1], colorbar=False)
+    assert returned is axes[1] and len(figure.axes) == 2
+
+
+def test_display_image_scales():
+    assert plotting.display_image(np.full((2, 2, 3), 255.0)).max() == 1.0
+    assert plotting.display_image(np.full((2, 2, 3), 0.5)).max() == 0.5
+    normalised = plotting.display_image(np.linspace(-1, 1, 12).reshape(2, 2, 3))
+    assert normalised.min() == 0.0 and normalised.max() == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        plotting.display_image(np.zeros((2, 2, 5)))
