@@ -1,0 +1,281 @@
+"""Small CNNs that share one backbone and differ only in their head (Flatten, GAP or GMP).
+
+Introduced in notebook 02 (parameter cost and regularisation of the heads); notebook 04 trains
+the GAP and GMP variants for weakly-supervised localisation.
+
+Every model maps images ``(B, H, W, C)`` to **logits** ``(B, num_classes)`` (no softmax: compile
+with ``from_logits=True``, as :func:`compile_classifier` does). Layers have fixed names so code can
+refer to them, and a CAM engine finds the head by layer type: the last convolution is
+``"features"``, the head's first layer ``"flatten"``, ``"gap"`` or ``"gmp"``, the output layer
+``"logits"``. With ``hidden=None`` (the default) the pooling layer feeds the ``"logits"`` Dense
+layer directly, which is the GlobalAveragePooling2D → Dense structure CAM needs.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Literal
+
+import keras
+
+__all__ = [
+    "HEADS",
+    "build_head",
+    "build_small_cnn",
+    "compile_classifier",
+    "head_parameter_counts",
+]
+
+#: The heads the builders accept: flatten the feature map, or pool it globally (average / max).
+HEADS = ("flatten", "gap", "gmp")
+
+Head = Literal["flatten", "gap", "gmp"]
+
+
+def _check_head(head: object) -> str:
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    return str(head)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_shape(name: str, shape: object) -> tuple[int, int, int]:
+    if (
+        not isinstance(shape, (tuple, list))
+        or len(shape) != 3
+        or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in shape
+        )
+    ):
+        raise ValueError(
+            f"{name} must be (height, width, channels) of positive ints, got {shape!r}"
+        )
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _check_hidden(hidden: object) -> int | None:
+    return None if hidden is None else _check_positive_int("hidden", hidden)
+
+
+def head_parameter_counts(
+    feature_shape: Sequence[int], num_classes: int, hidden: int | None = None
+) -> dict[str, int]:
+    """Parameters of each head on an ``h × w × d`` feature map, computed from the formula.
+
+    Introduced in notebook 02. A Dense layer from ``n_in`` inputs to ``n_out`` outputs has
+    ``n_in · n_out`` weights and ``n_out`` biases. Flatten gives ``n_in = h·w·d``; global average
+    or max pooling gives ``n_in = d`` (pooling itself has no parameters).
+
+    Parameters
+    ----------
+    feature_shape
+        ``(h, w, d)`` of the feature map the head receives, e.g. ``(7, 7, 512)`` for VGG-16.
+    num_classes
+        Outputs of the last Dense layer.
+    hidden
+        Width of an optional hidden Dense layer between the pooling and the output (VGG-16 has two
+        of 4096; this counts one). ``None``: the pooled vector feeds the output layer.
+
+    Returns
+    -------
+    dict[str, int]
+        ``{"flatten": ..., "gap": ..., "gmp": ...}``; ``gap`` and ``gmp`` are always equal.
+    """
+    height, width, depth = _check_shape("feature_shape", tuple(feature_shape))
+    num_classes = _check_positive_int("num_classes", num_classes)
+    hidden = _check_hidden(hidden)
+
+    def dense_stack(inputs: int) -> int:
+        if hidden is None:
+            return inputs * num_classes + num_classes
+        return inputs * hidden + hidden + hidden * num_classes + num_classes
+
+    pooled = dense_stack(depth)
+    return {"flatten": dense_stack(height * width * depth), "gap": pooled, "gmp": pooled}
+
+
+def _head_layers(
+    features: keras.KerasTensor,
+    head: str,
+    num_classes: int,
+    hidden: int | None,
+    dropout: float,
+    seed: int | None,
+) -> keras.KerasTensor:
+    """Apply [dropout →] pooling/flatten [→ hidden Dense] → logits Dense to ``features``."""
+
+    def initializer(offset: int) -> keras.initializers.Initializer:
+        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
+
+    x = features
+    if dropout:
+        # Before the pooling, so that pooling still feeds the output Dense layer directly.
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    if head == "flatten":
+        x = keras.layers.Flatten(name="flatten")(x)
+    elif head == "gap":
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        x = keras.layers.GlobalMaxPooling2D(name="gmp")(x)
+    if hidden is not None:
+        x = keras.layers.Dense(
+            hidden, activation="relu", kernel_initializer=initializer(100), name="hidden"
+        )(x)
+    return keras.layers.Dense(num_classes, kernel_initializer=initializer(101), name="logits")(x)
+
+
+def build_head(
+    feature_shape: Sequence[int],
+    num_classes: int,
+    head: Head = "gap",
+    hidden: int | None = None,
+) -> keras.Model:
+    """A head alone, as a model from a feature map ``(B, h, w, d)`` to logits ``(B, num_classes)``.
+
+    Introduced in notebook 02, to count a head's parameters on a big feature map (VGG-16's
+    ``7 × 7 × 512``) without building the network below it.
+
+    Parameters
+    ----------
+    feature_shape
+        ``(h, w, d)``.
+    num_classes
+        Outputs.
+    head
+        ``"flatten"``, ``"gap"`` or ``"gmp"``.
+    hidden
+        Optional hidden Dense width, as in :func:`head_parameter_counts`.
+    """
+    feature_shape = _check_shape("feature_shape", tuple(feature_shape))
+    num_classes = _check_positive_int("num_classes", num_classes)
+    head = _check_head(head)
+    hidden = _check_hidden(hidden)
+    inputs = keras.Input(shape=feature_shape, name="feature_map")
+    outputs = _head_layers(inputs, head, num_classes, hidden, dropout=0.0, seed=None)
+    return keras.Model(inputs, outputs, name=f"{head}_head")
+
+
+def build_small_cnn(
+    input_shape: Sequence[int] = (48, 48, 1),
+    num_classes: int = 10,
+    *,
+    head: Head = "gap",
+    widths: Sequence[int] = (16, 32, 64, 64),
+    hidden: int | None = None,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    seed: int | None = 0,
+    name: str | None = None,
+) -> keras.Model:
+    """A small CNN: a convolutional backbone shared by all heads, then the chosen head.
+
+    Introduced in notebook 02.
+
+    Backbone, block ``i = 1..k`` for ``k = len(widths)``: a 3×3 ``Conv2D`` ``block{i}_conv``
+    (``"same"`` padding, He-normal initialisation), [``BatchNormalization`` ``block{i}_bn``], a
+    ``ReLU`` ``block{i}_relu``, and, in every block but the last, a 2×2 max pooling
+    ``block{i}_pool``. The last block's ReLU is named ``"features"``: its output is the feature map
+    ``(B, H / 2^(k-1), W / 2^(k-1), widths[-1])``. Head: ``[Dropout "dropout"] →
+    Flatten "flatten" | GlobalAveragePooling2D "gap" | GlobalMaxPooling2D "gmp" →
+    [Dense "hidden", ReLU] → Dense "logits"`` (linear: logits).
+
+    Parameters
+    ----------
+    input_shape
+        ``(H, W, C)``; ``H`` and ``W`` must be divisible by ``2^(k-1)``.
+    num_classes
+        Number of classes (outputs of ``"logits"``).
+    head
+        ``"flatten"``, ``"gap"`` or ``"gmp"``.
+    widths
+        Filters of each convolution; the default ``(16, 32, 64, 64)`` has four blocks and three
+        poolings, so a 48×48 image gives a 6×6×64 feature map.
+    hidden
+        Optional hidden Dense layer width after the pooling/flatten (breaks the direct
+        pooling → logits link CAM needs); ``None`` by default.
+    batch_norm
+        Insert ``BatchNormalization`` (momentum 0.9, named ``block{i}_bn``) after each
+        convolution, which then has no bias. Off by default: on short CPU runs the moving
+        statistics can lag the batch statistics, and a GAP head, which averages every position,
+        is sensitive to that lag.
+    dropout
+        Dropout rate on the feature map before the head, in [0, 1); 0 for none.
+    seed
+        Seed of the weight initialisers (and dropout): the same seed gives the same backbone
+        weights whatever the head, so heads are compared from one starting point. ``None``: drawn
+        from Keras's global seed.
+    name
+        Model name; default ``f"small_cnn_{head}"``.
+
+    Returns
+    -------
+    keras.Model
+        Images ``(B, H, W, C)`` → logits ``(B, num_classes)``.
+    """
+    input_shape = _check_shape("input_shape", tuple(input_shape))
+    num_classes = _check_positive_int("num_classes", num_classes)
+    head = _check_head(head)
+    hidden = _check_hidden(hidden)
+    widths = tuple(widths) if isinstance(widths, (tuple, list)) else widths
+    if not isinstance(widths, tuple) or not widths:
+        raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+    widths = tuple(_check_positive_int("each of widths", w) for w in widths)
+    if not isinstance(batch_norm, bool):
+        raise TypeError(f"batch_norm must be True or False, got {batch_norm!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    factor = 2 ** (len(widths) - 1)
+    if input_shape[0] % factor or input_shape[1] % factor:
+        raise ValueError(
+            f"input_shape {input_shape}: height and width must be divisible by {factor} "
+            f"(2 ** {len(widths) - 1} poolings for {len(widths)} widths)"
+        )
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for index, width in enumerate(widths, start=1):
+        last = index == len(widths)
+        x = keras.layers.Conv2D(
+            width,
+            3,
+            padding="same",
+            use_bias=not batch_norm,
+            kernel_initializer=keras.initializers.HeNormal(
+                seed=None if seed is None else seed + index
+            ),
+            name=f"block{index}_conv",
+        )(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{index}_bn")(x)
+        x = keras.layers.ReLU(name="features" if last else f"block{index}_relu")(x)
+        if not last:
+            x = keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
+    outputs = _head_layers(x, head, num_classes, hidden, float(dropout), seed)
+    return keras.Model(inputs, outputs, name=name or f"small_cnn_{head}")
+
+
+def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
+    """Compile a logits model for integer labels: Adam, sparse cross-entropy from logits, accuracy.
+
+    Introduced in notebook 02. Returns the model, compiled in place.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not (
+        learning_rate > 0
+    ):
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    model.compile(
+        optimizer=keras.optimizers.Adam(float(learning_rate)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
