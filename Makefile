@@ -42,8 +42,10 @@ kernel: $(STAMP)
 	  --display-name "Python (GAP-CAM series)" > /dev/null
 	@echo "Jupyter kernel '$(KERNEL)' registered"
 
+# Root (containers) must say --allow-root; LAB_ARGS passes more options, e.g. LAB_ARGS=--no-browser
+LAB_ARGS ?=
 lab: setup kernel
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: setup
 	GAPCAM_OFFLINE=1 $(BIN)/python -m pytest tests/ notebooks/ --nbval-lax --nbval-current-env \
