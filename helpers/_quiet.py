@@ -1,10 +1,10 @@
 """Import Keras without TensorFlow's native start-up log lines.
 
-TensorFlow 2.20+ writes INFO lines ("oneDNN custom operations are on", "Could not find cuda
-drivers") from C++ straight to file descriptor 2 before its logging is initialised, ignoring
-``TF_CPP_MIN_LOG_LEVEL`` (tensorflow/tensorflow#100442). In Jupyter they land in the first cell's
-output. This module silences descriptor 2 for the duration of the first ``import keras`` only;
-Python exceptions and warnings are unaffected. Set ``GAPCAM_TF_LOGS=1`` to see the lines.
+TensorFlow 2.20+ writes lines such as "oneDNN custom operations are on", "Could not find cuda
+drivers" or "failed call to cuInit" from C++ straight to file descriptor 2, before its logging is
+initialised and ignoring ``TF_CPP_MIN_LOG_LEVEL`` (tensorflow/tensorflow#100442). In Jupyter they
+land in cell outputs. This module silences descriptor 2 only during the first ``import keras``
+and TensorFlow's device discovery; Python exceptions and warnings are unaffected. Set ``GAPCAM_TF_LOGS=1`` to see the lines.
 """
 
 from __future__ import annotations
@@ -45,5 +45,8 @@ def import_keras_quietly() -> None:
     with _native_stderr_silenced():
         import keras  # noqa: F401
 
-        if "tensorflow" not in sys.modules:
-            import tensorflow  # noqa: F401
+        import tensorflow as tf
+
+        # Device discovery logs too ("failed call to cuInit" where a CUDA runtime but no driver
+        # is installed): do it now, once, while descriptor 2 is silenced.
+        tf.config.list_physical_devices()
