@@ -23,14 +23,22 @@ from helpers.data import SAMPLE_IMAGE_NAMES, sample_image, sample_images
 from helpers.env import on_colab, report_environment, require_versions, set_seed
 from helpers.imagenet import imagenet_class_name, imagenet_class_names
 from helpers.localization import (
+    LocalizationReport,
     box_iou,
     cam_to_box,
     cams_to_boxes,
     localization_accuracy,
+    localization_report,
     max_box_accuracy,
     pointing_game,
     scale_box,
 )
+from helpers.localization_models import (
+    evaluate_localization,
+    find_pooling_head,
+    global_pooling_cams,
+)
+from helpers.localization_plots import plot_localization_gallery, plot_threshold_sweep
 from helpers.models import (
     AVAILABLE_MODELS,
     Classifier,
@@ -60,6 +68,7 @@ __all__ = [
     "DigitCanvases",
     "HEADS",
     "LAYER_GROUPS",
+    "LocalizationReport",
     "OfflineError",
     "ParameterBreakdown",
     "Prediction",
@@ -75,7 +84,10 @@ __all__ = [
     "compile_classifier",
     "digit_source_split",
     "display_image",
+    "evaluate_localization",
     "find_cam_head",
+    "find_pooling_head",
+    "global_pooling_cams",
     "grad_cam",
     "head_parameter_counts",
     "imagenet_class_name",
@@ -83,6 +95,7 @@ __all__ = [
     "iter_layers",
     "load_classifier",
     "localization_accuracy",
+    "localization_report",
     "make_digit_canvases",
     "max_box_accuracy",
     "normalize_cam",
@@ -91,6 +104,8 @@ __all__ = [
     "plot_cam",
     "plot_cam_classes",
     "plot_cam_images",
+    "plot_localization_gallery",
+    "plot_threshold_sweep",
     "pointing_game",
     "prepare_offline_model",
     "read_legacy_state_dict",

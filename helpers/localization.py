@@ -33,6 +33,8 @@ __all__ = [
     "pointing_game",
     "max_box_accuracy",
     "MaxBoxAccuracy",
+    "LocalizationReport",
+    "localization_report",
 ]
 
 Box = tuple[int, int, int, int]
@@ -299,4 +301,154 @@ def max_box_accuracy(
         best_threshold=float(sweep[best_index]),
         thresholds=sweep,
         accuracies=accuracies,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class LocalizationReport:
+    """Boxes and localisation scores of a set of maps against true boxes.
+
+    Introduced in notebook 04; made by :func:`localization_report` (and
+    :func:`helpers.evaluate_localization`, which runs a model first).
+
+    Attributes
+    ----------
+    cams
+        ``(N, H, W)`` the maps that were scored, in the frame of the true boxes.
+    boxes
+        ``(N, 4)`` :func:`cam_to_box` at :attr:`threshold` (:data:`NO_BOX` rows for maps with no
+        positive value).
+    true_boxes
+        ``(N, 4)`` inclusive true boxes.
+    ious
+        ``(N,)`` IoU of each predicted box with its true box.
+    threshold, iou_threshold
+        The box threshold (fraction of each map's maximum) and the IoU needed for a hit.
+    gt_known
+        Share of images with IoU ≥ ``iou_threshold`` (the class is not checked: "GT-known"
+        localisation when the maps are those of the true class).
+    max_box
+        :func:`max_box_accuracy` over a sweep of thresholds (MaxBoxAcc, Choe et al. 2020).
+    pointing
+        :func:`pointing_game`: share of maps whose maximum lies in the true box.
+    labels, predicted
+        ``(N,)`` true and predicted classes, or None.
+    classification
+        Share of ``predicted == labels`` (NaN without them).
+    top1
+        Share of images classified correctly *and* with IoU ≥ ``iou_threshold``: the paper's
+        top-1 localisation accuracy (NaN without labels).
+    """
+
+    cams: np.ndarray
+    boxes: np.ndarray
+    true_boxes: np.ndarray
+    ious: np.ndarray
+    threshold: float
+    iou_threshold: float
+    gt_known: float
+    max_box: MaxBoxAccuracy
+    pointing: float
+    labels: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    classification: float = float("nan")
+    top1: float = float("nan")
+
+    @property
+    def hits(self) -> np.ndarray:
+        """``(N,)`` bool: IoU ≥ ``iou_threshold``."""
+        return self.ious >= self.iou_threshold
+
+    @property
+    def correct(self) -> np.ndarray | None:
+        """``(N,)`` bool: classified correctly (None without labels)."""
+        if self.labels is None or self.predicted is None:
+            return None
+        return self.predicted == self.labels
+
+    def summary(self) -> dict[str, float]:
+        """The scores by name, in the order of a table row."""
+        return {
+            "classification": self.classification,
+            f"top-1 loc. (tau={self.threshold:g})": self.top1,
+            f"GT-known loc. (tau={self.threshold:g})": self.gt_known,
+            "MaxBoxAcc": self.max_box.best,
+            "best tau": self.max_box.best_threshold,
+            "pointing game": self.pointing,
+            "mean IoU": float(self.ious.mean()) if self.ious.size else float("nan"),
+        }
+
+
+def localization_report(
+    cams: Any,
+    true_boxes: Any,
+    *,
+    labels: Any = None,
+    predicted: Any = None,
+    threshold: float = 0.2,
+    thresholds: Sequence[float] | np.ndarray | None = None,
+    iou_threshold: float = 0.5,
+) -> LocalizationReport:
+    """Every localisation score of notebook 04 for a set of maps, computed by one code path.
+
+    Introduced in notebook 04.
+
+    Parameters
+    ----------
+    cams
+        ``(N, H, W)`` maps in the frame of ``true_boxes`` (upsample class maps to the image size
+        first).
+    true_boxes
+        ``(N, 4)`` inclusive ``(x0, y0, x1, y1)``.
+    labels, predicted
+        Optional ``(N,)`` true and predicted classes, both or neither: they add the
+        classification accuracy and the top-1 localisation accuracy.
+    threshold
+        :func:`cam_to_box` threshold for :attr:`LocalizationReport.boxes` (the paper's 0.2).
+    thresholds
+        The sweep of :func:`max_box_accuracy` (default ``0.00, 0.05, ..., 0.95``).
+    iou_threshold
+        IoU needed for a hit (0.5).
+
+    Returns
+    -------
+    LocalizationReport
+    """
+    array = np.asarray(cams, dtype=np.float32)
+    truth = np.asarray(true_boxes)
+    if array.ndim != 3 or truth.shape != (len(array), 4):
+        raise ValueError(
+            f"need cams (N, H, W) and true_boxes (N, 4), got {array.shape} and {truth.shape}"
+        )
+    if (labels is None) != (predicted is None):
+        raise ValueError("pass both labels and predicted, or neither")
+    boxes = cams_to_boxes(array, threshold)
+    ious = np.atleast_1d(np.asarray(box_iou(boxes, truth), dtype=np.float64))
+    hits = ious >= iou_threshold
+    classification = top1 = float("nan")
+    label_array = predicted_array = None
+    if labels is not None:
+        label_array, predicted_array = np.asarray(labels), np.asarray(predicted)
+        if label_array.shape != (len(array),) or predicted_array.shape != (len(array),):
+            raise ValueError(
+                f"labels {label_array.shape} and predicted {predicted_array.shape} must be "
+                f"({len(array)},)"
+            )
+        correct = predicted_array == label_array
+        classification = float(correct.mean()) if correct.size else float("nan")
+        top1 = localization_accuracy(boxes, truth, iou_threshold, correct_class=correct)
+    return LocalizationReport(
+        cams=array,
+        boxes=boxes,
+        true_boxes=truth,
+        ious=ious,
+        threshold=float(threshold),
+        iou_threshold=float(iou_threshold),
+        gt_known=float(hits.mean()) if hits.size else float("nan"),
+        max_box=max_box_accuracy(array, truth, thresholds, iou_threshold),
+        pointing=pointing_game(array, truth),
+        labels=label_array,
+        predicted=predicted_array,
+        classification=classification,
+        top1=top1,
     )

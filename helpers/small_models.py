@@ -168,6 +168,7 @@ def build_small_cnn(
     head: Head = "gap",
     widths: Sequence[int] = (16, 32, 64, 64),
     hidden: int | None = None,
+    poolings: int | None = None,
     batch_norm: bool = False,
     dropout: float = 0.0,
     seed: int | None = 0,
@@ -179,16 +180,17 @@ def build_small_cnn(
 
     Backbone, block ``i = 1..k`` for ``k = len(widths)``: a 3×3 ``Conv2D`` ``block{i}_conv``
     (``"same"`` padding, He-normal initialisation), [``BatchNormalization`` ``block{i}_bn``], a
-    ``ReLU`` ``block{i}_relu``, and, in every block but the last, a 2×2 max pooling
-    ``block{i}_pool``. The last block's ReLU is named ``"features"``: its output is the feature map
-    ``(B, H / 2^(k-1), W / 2^(k-1), widths[-1])``. Head: ``[Dropout "dropout"] →
+    ``ReLU`` ``block{i}_relu``, and, in the first ``p`` blocks (``p = poolings``; by default every
+    block but the last), a 2×2 max pooling ``block{i}_pool``. The last block's ReLU is named
+    ``"features"``: its output is the feature map ``(B, H / 2^p, W / 2^p, widths[-1])``.
+    Head: ``[Dropout "dropout"] →
     Flatten "flatten" | GlobalAveragePooling2D "gap" | GlobalMaxPooling2D "gmp" →
     [Dense "hidden", ReLU] → Dense "logits"`` (linear: logits).
 
     Parameters
     ----------
     input_shape
-        ``(H, W, C)``; ``H`` and ``W`` must be divisible by ``2^(k-1)``.
+        ``(H, W, C)``; ``H`` and ``W`` must be divisible by ``2^p`` (``p`` poolings).
     num_classes
         Number of classes (outputs of ``"logits"``).
     head
@@ -199,6 +201,11 @@ def build_small_cnn(
     hidden
         Optional hidden Dense layer width after the pooling/flatten (breaks the direct
         pooling → logits link CAM needs); ``None`` by default.
+    poolings
+        How many blocks, from the first, end in a 2×2 max pooling, in ``0..k-1``; ``None`` (the
+        default) means ``k - 1``, every block but the last. Fewer poolings keep a finer feature map
+        (notebook 04: ``widths=(16, 32, 64, 64), poolings=2`` gives 12×12 on 48×48 images) at
+        more computation.
     batch_norm
         Insert ``BatchNormalization`` (momentum 0.9, named ``block{i}_bn``) after each
         convolution, which then has no bias. Off by default: on short CPU runs the moving
@@ -232,11 +239,23 @@ def build_small_cnn(
         raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
-    factor = 2 ** (len(widths) - 1)
+    if poolings is None:
+        poolings = len(widths) - 1
+    elif (
+        isinstance(poolings, bool)
+        or not isinstance(poolings, numbers.Integral)
+        or not 0 <= poolings <= len(widths) - 1
+    ):
+        raise ValueError(
+            f"poolings must be an int in 0..{len(widths) - 1} (a pooling after each of the first "
+            f"blocks, never after the last) for {len(widths)} widths, got {poolings!r}"
+        )
+    poolings = int(poolings)
+    factor = 2**poolings
     if input_shape[0] % factor or input_shape[1] % factor:
         raise ValueError(
             f"input_shape {input_shape}: height and width must be divisible by {factor} "
-            f"(2 ** {len(widths) - 1} poolings for {len(widths)} widths)"
+            f"(2 ** {poolings} poolings for {len(widths)} widths)"
         )
 
     inputs = keras.Input(shape=input_shape, name="image")
@@ -256,7 +275,7 @@ def build_small_cnn(
         if batch_norm:
             x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{index}_bn")(x)
         x = keras.layers.ReLU(name="features" if last else f"block{index}_relu")(x)
-        if not last:
+        if index <= poolings:
             x = keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
     outputs = _head_layers(x, head, num_classes, hidden, float(dropout), seed)
     return keras.Model(inputs, outputs, name=name or f"small_cnn_{head}")

@@ -11,6 +11,7 @@ from helpers.localization import (
     cam_to_box,
     cams_to_boxes,
     localization_accuracy,
+    localization_report,
     max_box_accuracy,
     pointing_game,
     scale_box,
@@ -160,3 +161,62 @@ def test_max_box_accuracy_finds_the_better_threshold():
     assert localization_accuracy(cams_to_boxes(cams, 0.2), truth) == 0.0
     assert result.best == 1.0 and 0.3 < result.best_threshold <= 1.0
     assert result.accuracies.shape == result.thresholds.shape == (20,)
+
+
+def _toy_report_inputs():
+    """Four 10x10 maps with known boxes: a hit, a box too big, a miss, and no positive value."""
+    cams = np.zeros((4, 10, 10))
+    cams[0, 2:6, 2:6] = 1.0  # box (2, 2, 5, 5): IoU 1 with the truth
+    cams[1, 0:10, 0:10] = 0.5
+    cams[1, 3, 3] = 1.0  # whole map kept at 0.2: box (0, 0, 9, 9), IoU 16/100
+    cams[2, 7:9, 7:9] = 1.0  # far from the truth: IoU 0, peak outside
+    cams[3] = -1.0  # no evidence: no box
+    truth = np.array([[2, 2, 5, 5]] * 4)
+    return cams, truth
+
+
+def test_localization_report_on_toy_maps():
+    cams, truth = _toy_report_inputs()
+    report = localization_report(cams, truth, labels=[1, 2, 3, 4], predicted=[1, 2, 0, 4])
+    np.testing.assert_array_equal(report.boxes, [[2, 2, 5, 5], [0, 0, 9, 9], [7, 7, 8, 8], NO_BOX])
+    np.testing.assert_allclose(report.ious, [1.0, 0.16, 0.0, 0.0])
+    assert report.gt_known == 0.25 and report.hits.tolist() == [True, False, False, False]
+    assert report.classification == 0.75 and report.correct.tolist() == [True, True, False, True]
+    assert report.top1 == 0.25
+    # Peaks: (2, 2) inside, (3, 3) inside, (7, 7) outside, a flat -1 map peaks at (0, 0), outside.
+    assert report.pointing == 0.5
+    # At tau = 0 every pixel >= 0 is kept, so the first map's box is the whole map (a miss); from
+    # 0.05 on it is a hit. Above 0.5 the second map keeps only its peak pixel (IoU 1/16): still a
+    # miss. So the sweep's best is 0.25, first reached at 0.05.
+    assert report.max_box.accuracies[0] == 0.0
+    assert report.max_box.best == 0.25 and report.max_box.best_threshold == 0.05
+    summary = report.summary()
+    assert summary["classification"] == 0.75 and summary["top-1 loc. (tau=0.2)"] == 0.25
+    assert summary["GT-known loc. (tau=0.2)"] == 0.25 and summary["pointing game"] == 0.5
+    assert summary["mean IoU"] == pytest.approx((1.0 + 0.16) / 4)
+
+
+def test_localization_report_agrees_with_the_single_metrics():
+    rng = np.random.default_rng(0)
+    cams = rng.normal(size=(30, 12, 12)).cumsum(axis=1).cumsum(axis=2)  # smooth-ish random maps
+    x0, y0 = rng.integers(0, 6, 30), rng.integers(0, 6, 30)
+    truth = np.stack([x0, y0, x0 + rng.integers(2, 6, 30), y0 + rng.integers(2, 6, 30)], axis=1)
+    report = localization_report(cams, truth, threshold=0.35, thresholds=[0.1, 0.35, 0.6])
+    boxes = cams_to_boxes(cams, 0.35)
+    np.testing.assert_array_equal(report.boxes, boxes)
+    assert report.gt_known == localization_accuracy(boxes, truth)
+    assert report.pointing == pointing_game(cams, truth)
+    sweep = max_box_accuracy(cams, truth, [0.1, 0.35, 0.6])
+    np.testing.assert_array_equal(report.max_box.accuracies, sweep.accuracies)
+    assert report.max_box.accuracies[1] == report.gt_known  # the sweep includes the threshold
+    assert np.isnan(report.classification) and np.isnan(report.top1) and report.correct is None
+
+
+def test_localization_report_rejects_mismatched_inputs():
+    cams, truth = _toy_report_inputs()
+    with pytest.raises(ValueError, match=r"true_boxes \(N, 4\)"):
+        localization_report(cams, truth[:3])
+    with pytest.raises(ValueError, match="both labels and predicted"):
+        localization_report(cams, truth, labels=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"must be \(4,\)"):
+        localization_report(cams, truth, labels=[0, 1], predicted=[0, 1])

@@ -150,3 +150,28 @@ def test_a_few_training_steps_lower_the_loss(batch_norm):
 def test_bad_arguments_are_explained(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_poolings_keeps_a_finer_feature_map():
+    default = build_small_cnn((48, 48, 1), 10, head="gap")
+    explicit = build_small_cnn((48, 48, 1), 10, head="gap", poolings=3)
+    names = [layer.name for layer in default.layers]
+    assert names == [layer.name for layer in explicit.layers]  # the default is k - 1 poolings
+    pools = [name for name in names if name.endswith("_pool")]
+    assert pools == ["block1_pool", "block2_pool", "block3_pool"]
+    finer = build_small_cnn((48, 48, 1), 10, head="gmp", poolings=2)
+    assert [layer.name for layer in finer.layers if layer.name.endswith("_pool")] == [
+        "block1_pool", "block2_pool"]
+    assert tuple(finer.get_layer("features").output.shape[1:]) == (12, 12, 64)
+    assert finer.get_layer("gmp").input is finer.get_layer("features").output
+    assert finer.count_params() == default.count_params()  # pooling has no parameters
+    none = build_small_cnn((20, 20, 1), 3, widths=(4, 4), poolings=0)
+    assert tuple(none.get_layer("features").output.shape[1:]) == (20, 20, 4)
+    # Divisibility follows the poolings actually used: 44 = 4 * 11 works with two.
+    assert build_small_cnn((44, 44, 1), poolings=2).output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("poolings", [4, -1, True, 1.0])
+def test_poolings_out_of_range_is_explained(poolings):
+    with pytest.raises(ValueError, match=r"poolings must be an int in 0\.\.3"):
+        build_small_cnn(poolings=poolings)
