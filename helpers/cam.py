@@ -13,6 +13,13 @@ pass (feature maps and logits together), one ``einsum`` at feature resolution fo
 classes, and **one** bilinear resize to the input size (sum first, then upsample: the resize is
 linear, so this equals upsampling every channel first, at a fraction of the cost).
 
+Both run as compiled programs written once in ``keras.ops`` and compiled per backend
+(``tf.function`` on TensorFlow, ``jax.jit`` on JAX with the weights passed in as arguments):
+the network (built once per model and precision), then the class choice, weighting and
+optional upsampling (one small program per kind of request), with the feature maps kept on the
+device in between. ``dtype="mixed_bfloat16"`` / ``"mixed_float16"`` runs the network in Keras
+mixed precision without copying the model. ``benchmarks/bench_cam.py`` times all of this.
+
 The model can be a :class:`helpers.Classifier` or any Keras Functional/Sequential model whose head
 is ``GlobalAveragePooling2D → Dense`` (possibly with Dropout/Flatten in between, a softmax after,
 and with the head or the feature extractor inside nested models). Nested models are inlined once
@@ -25,6 +32,7 @@ inside a pretrained base is reachable. The flat graph is built once per model an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 from collections import deque
@@ -36,6 +44,7 @@ import keras
 import numpy as np
 
 __all__ = [
+    "PRECISIONS",
     "CAMHead",
     "CAMResult",
     "class_activation_maps",
@@ -273,6 +282,8 @@ class CAMHead:
     dense: keras.layers.Dense
     feature_model: keras.Model
     channels_first: bool = False
+    #: Compiled programs (network, weighting per plan), built on first use.
+    _programs: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def weights(self) -> np.ndarray:
@@ -454,11 +465,17 @@ def _is_integer(value: Any) -> bool:
     return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
 
 
-def _resolve_classes(
-    classes: Any, top_k: int | None, logits: np.ndarray
-) -> tuple[np.ndarray, bool]:
-    """Class ids ``(B, K)`` and whether they are every class in order (``classes="all"``)."""
-    batch, num_classes = logits.shape
+@dataclass(frozen=True)
+class _Classes:
+    """The requested classes, resolved before the network runs (no logits needed)."""
+
+    kind: str  # "top" (the top ``count`` by logit, chosen on the device), "given" or "all"
+    count: int  # K, the number of maps per image
+    ids: np.ndarray | None = None  # (B, K) int64 class ids when kind == "given"
+
+
+def _resolve_classes(classes: Any, top_k: int | None, batch: int, num_classes: int) -> _Classes:
+    """Check ``classes`` / ``top_k`` for ``batch`` images and ``num_classes`` classes."""
     if top_k is not None:
         if classes is not None:
             raise ValueError(
@@ -469,16 +486,14 @@ def _resolve_classes(
         if not 1 <= int(top_k) <= num_classes:
             raise ValueError(f"top_k must be in 1..{num_classes}, got {top_k}")
     if classes is None:
-        k = 1 if top_k is None else int(top_k)
-        order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
-        return order.astype(np.int64), False
+        return _Classes("top", 1 if top_k is None else int(top_k))
     if isinstance(classes, str):
         if classes != "all":
             raise ValueError(
                 f"classes={classes!r} is not understood; accepted: None (top-1 or top_k), 'all', "
                 "a sequence of class ids, or a (B, K) array of class ids per image"
             )
-        return np.tile(np.arange(num_classes, dtype=np.int64), (batch, 1)), True
+        return _Classes("all", num_classes)
     if _is_integer(classes):
         classes = [classes]
     try:
@@ -512,7 +527,7 @@ def _resolve_classes(
         raise ValueError(
             f"class ids must be in 0..{num_classes - 1}; got {sorted(set(bad.tolist()))[:10]}"
         )
-    return array.astype(np.int64), False
+    return _Classes("given", int(array.shape[1]), array.astype(np.int64))
 
 
 def _class_names(model: Any, num_classes: int) -> tuple[str, ...]:
@@ -596,6 +611,8 @@ class CAMResult:
         Name of the layer whose feature maps were weighted.
     bias
         ``(B, K)`` Dense bias of each class (CAM only; None for Grad-CAM).
+    dtype
+        Precision of the network pass: ``"float32"`` or a mixed-precision policy name.
     """
 
     low_res: np.ndarray
@@ -606,6 +623,7 @@ class CAMResult:
     method: str = "cam"
     layer: str = ""
     bias: np.ndarray | None = field(default=None, repr=False)
+    dtype: str = "float32"
     _maps: np.ndarray | None = field(default=None, repr=False)
     _probabilities: np.ndarray | None = field(default=None, repr=False)
 
@@ -613,7 +631,8 @@ class CAMResult:
     def maps(self) -> np.ndarray:
         """``(B, K, H, W)``: :attr:`low_res` bilinearly upsampled to :attr:`input_size`.
 
-        Computed on first access, then kept: with ``classes="all"`` this is
+        Computed on first access (or by the compiled call itself with ``upsample=True``),
+        then kept: with ``classes="all"`` this is
         ``B × num_classes × H × W`` floats (200 MB per image for 1000 classes at 224 × 224), so
         use :meth:`map` for a few maps.
         """
@@ -665,31 +684,140 @@ class CAMResult:
 
 
 # --------------------------------------------------------------------------------------------
-# CAM
+# Compiled programs, one per backend: tf.function on TensorFlow, jax.jit on JAX
 # --------------------------------------------------------------------------------------------
+
+#: Precisions of the network pass (``dtype=`` of :func:`class_activation_maps` and
+#: :func:`grad_cam`): float32, or Keras mixed precision (float16/bfloat16 compute, float32
+#: weights). The weighting of the maps and the logits are computed in float32 either way.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+#: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
+_UPSAMPLE_LIMIT = 1 << 28
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a compiled weighting program computes (one program per plan, traced once)."""
+
+    classes: str  # "top", "given" or "all" (see _Classes)
+    count: int  # K
+    size: tuple[int, int] | None  # upsample the maps to (H, W) in the program, or None
+    precision: str  # one of PRECISIONS
+
+
+def _check_precision(dtype: Any) -> str:
+    if dtype is None:
+        return "float32"
+    if not isinstance(dtype, str) or dtype not in PRECISIONS:
+        raise ValueError(
+            f"dtype must be None (float32) or one of {', '.join(map(repr, PRECISIONS))}; "
+            f"got {dtype!r}"
+        )
+    return dtype
+
+
+def _check_upsample(upsample: Any, batch: int, count: int, size: tuple[int, int]) -> None:
+    if not isinstance(upsample, (bool, np.bool_)):
+        raise TypeError(f"upsample must be True or False, got {type(upsample).__name__}")
+    values = batch * count * size[0] * size[1]
+    if upsample and values > _UPSAMPLE_LIMIT:
+        raise ValueError(
+            f"upsample=True would compute {batch} × {count} maps of {size[0]} × {size[1]} "
+            f"({values * 4 / 2**30:.1f} GiB); the limit is {_UPSAMPLE_LIMIT * 4 / 2**30:.0f} GiB. "
+            "Leave upsample=False and use result.map(i, k) for the maps you show, or ask for "
+            "fewer classes."
+        )
+
+
+def _layers_of(*models: keras.Model) -> list[Any]:
+    """Every layer inside ``models`` (nested ones too), each once."""
+    seen: set[int] = set()
+    layers = []
+    for model in models:
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            if id(layer) not in seen and not isinstance(layer, keras.layers.InputLayer):
+                seen.add(id(layer))
+                layers.append(layer)
+    return layers
+
+
+@contextlib.contextmanager
+def _precision(layers: list[Any], precision: str) -> Iterator[None]:
+    """Give float32 ``layers`` the dtype policy ``precision`` for the duration, then restore it.
+
+    Used while a program is traced (TensorFlow and JAX trace once, then run the traced
+    program): mixed precision without a copy of the model, so the weights stay shared and
+    the model outside the program is unchanged. Layers with another policy are left alone.
+    """
+    changed = []
+    if precision != "float32":
+        for layer in layers:
+            policy = layer.dtype_policy
+            if policy.name == "float32":
+                changed.append((layer, policy))
+                layer.dtype_policy = precision
+    try:
+        yield
+    finally:
+        for layer, policy in changed:
+            layer.dtype_policy = policy
+
+
+def _traced(body: Any, layers: list[Any], precision: str, *args: Any) -> Any:
+    with _precision(layers, precision):
+        return body(*args)
+
+
+def _compile(function: Any, variables: list[Any], signature: list[tuple[tuple, str]]) -> Any:
+    """Compile ``function(*tensors)`` for the current Keras backend.
+
+    TensorFlow: a ``tf.function`` with ``signature`` (``(shape, dtype)`` per argument, ``None``
+    where free, so that one trace serves every batch size). JAX: ``jax.jit`` of a pure function
+    that gets the current values of ``variables`` (every Keras variable ``function`` reads) as
+    arguments, mapped in with a ``keras.StatelessScope``: weights are not baked into the
+    program as constants, and weights changed by training are seen at the next call. JAX
+    compiles once per input shape. Other backends: ``function`` itself, run eagerly.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        specs = [tf.TensorSpec(shape, dtype) for shape, dtype in signature]
+        # `function` is a functools.partial (no __code__), so TensorFlow counts traces per
+        # program, and one trace per program is not reported as a retracing problem.
+        return tf.function(function, input_signature=specs)
+    if backend == "jax":
+        import jax
+
+        variables = list(variables)
+        jitted = jax.jit(functools.partial(_stateless, function, variables))
+        return functools.partial(_call_with_values, jitted, variables)
+    return function
+
+
+def _stateless(function: Any, variables: list[Any], values: list[Any], *args: Any) -> Any:
+    with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        return function(*args)
+
+
+def _call_with_values(jitted: Any, variables: list[Any], *args: Any) -> Any:
+    return jitted([variable.value for variable in variables], *args)
 
 
 _COMPILED: weakref.WeakKeyDictionary[keras.Model, Any] = weakref.WeakKeyDictionary()
 
 
 def _compiled_call(model: keras.Model) -> Any:
-    """``images → outputs`` compiled once per model: a ``tf.function`` with a batch-agnostic
-    signature on TensorFlow (traced once, whatever the batch size), ``predict_on_batch``
-    (jit-compiled by Keras) on other backends."""
+    """``images → model outputs``, compiled once per model with :func:`_compile` (the plain
+    forward pass: the benchmark's classification baseline uses it too)."""
     function = _COMPILED.get(model)
     if function is None:
         reference = weakref.ref(model)  # the cache must not keep its key alive
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
-            # A partial, not a closure: TensorFlow counts traces per code object, and one trace
-            # per model is expected here, not a retracing problem to warn about.
-            function = tf.function(
-                functools.partial(_call_referenced, reference), input_signature=[spec]
-            )
-        else:
-            function = lambda x: reference().predict_on_batch(x)  # noqa: E731
+        shape = (None, *model.inputs[0].shape[1:])
+        function = _compile(
+            functools.partial(_call_referenced, reference), model.variables, [(shape, "float32")]
+        )
         _COMPILED[model] = function
     return function
 
@@ -698,10 +826,113 @@ def _call_referenced(reference: Any, batch: Any) -> Any:
     return reference()(batch, training=False)
 
 
-def _run_feature_model(feature_model: keras.Model, batch: np.ndarray) -> np.ndarray:
-    """The network call: preprocessed images → feature maps. Tests count calls to this."""
-    outputs = _compiled_call(feature_model)(batch)
-    return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
+def _run_feature_model(feature_model: keras.Model, batch: np.ndarray, program: Any = None) -> Any:
+    """The network call. Tests count calls to this.
+
+    Without ``program``: preprocessed images → feature maps, as float32 numpy. With a compiled
+    network program (stage 1 of CAM / Grad-CAM): its outputs, left on the device.
+    """
+    if program is None:
+        outputs = _compiled_call(feature_model)(batch)
+        return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
+    return program(batch)
+
+
+def _numpy(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(keras.ops.convert_to_numpy(value)) for name, value in outputs.items()}
+
+
+def _top_classes(logits: Any, count: int) -> Any:
+    """Top ``count`` class ids by logit, best first (ties: the lower id first)."""
+    return keras.ops.top_k(logits, count, sorted=True)[1]
+
+
+def _upsample_in_program(low_res: Any, size: tuple[int, int]) -> Any:
+    """``(B, K, h, w)`` → ``(B, K, H, W)``, bilinear, as :func:`upsample_maps` (one resize)."""
+    ops = keras.ops
+    shape = ops.shape(low_res)
+    flat = ops.reshape(low_res, (-1, shape[2], shape[3], 1))
+    maps = ops.image.resize(flat, size, interpolation="bilinear", antialias=False)
+    return ops.reshape(maps, (-1, shape[1], size[0], size[1]))
+
+
+def _class_ids_argument(chosen: _Classes, batch: int) -> np.ndarray:
+    """The class-id input of a weighting program: the given ids, or an empty (B, 0) array."""
+    return chosen.ids if chosen.ids is not None else np.zeros((batch, 0), dtype=np.int64)
+
+
+def _result_class_ids(chosen: _Classes, outputs: dict[str, np.ndarray], batch: int) -> np.ndarray:
+    if chosen.kind == "given":
+        return chosen.ids
+    if chosen.kind == "all":
+        return np.tile(np.arange(chosen.count, dtype=np.int64), (batch, 1))
+    return outputs["class_ids"].astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# CAM
+# --------------------------------------------------------------------------------------------
+
+
+def _cam_network(head: CAMHead, images: Any) -> tuple[Any, Any]:
+    """Stage 1, the network: images → feature maps ``(B, h, w, k)`` and logits ``(B, C)``,
+    both float32 (the logits as GAP → Dense computes them, from the same feature maps)."""
+    ops = keras.ops
+    features = head.feature_model(images, training=False)
+    if head.channels_first:
+        features = ops.transpose(features, (0, 2, 3, 1))
+    features = ops.cast(features, "float32")
+    kernel = ops.cast(head.dense.kernel, "float32")
+    logits = ops.matmul(ops.mean(features, axis=(1, 2)), kernel)
+    if head.dense.bias is not None:
+        logits = logits + ops.cast(head.dense.bias, "float32")
+    return features, logits
+
+
+def _cam_weighting(head: CAMHead, plan: _Plan, features: Any, logits: Any, class_ids: Any) -> Any:
+    """Stage 2: the class choice, ``M_c = Σ_k w_k^c f_k`` at feature resolution (one einsum),
+    and optionally one bilinear resize; on the device, after stage 1 without a round trip."""
+    ops = keras.ops
+    kernel = ops.cast(head.dense.kernel, "float32")  # (k, C)
+    outputs = {}
+    if plan.classes == "all":  # one matrix for all images
+        low_res = ops.einsum("bhwk,kc->bchw", features, kernel)
+    else:  # per-image class weights (B, K, k)
+        if plan.classes == "top":
+            class_ids = _top_classes(logits, plan.count)
+            outputs["class_ids"] = class_ids
+        weights = ops.take(ops.transpose(kernel), class_ids, axis=0)
+        low_res = ops.einsum("bhwk,bck->bchw", features, weights)
+    outputs["low_res"] = low_res
+    if plan.size is not None:
+        outputs["maps"] = _upsample_in_program(low_res, plan.size)
+    return outputs
+
+
+def _cam_programs(head: CAMHead, plan: _Plan) -> tuple[Any, Any]:
+    """(network, weighting) compiled programs for one head and plan, built once and cached."""
+    key = ("network", plan.precision)
+    if key not in head._programs:
+        head._programs[key] = _compile(
+            functools.partial(
+                _traced, functools.partial(_cam_network, head),
+                _layers_of(head.feature_model), plan.precision,
+            ),
+            [*head.feature_model.variables, *head.dense.variables],
+            [((None, *head.feature_model.inputs[0].shape[1:]), "float32")],
+        )
+    if plan not in head._programs:
+        channels = head.feature_shape[0] if head.channels_first else head.feature_shape[-1]
+        head._programs[plan] = _compile(
+            functools.partial(_cam_weighting, head, plan),
+            head.dense.variables,
+            [
+                ((None, None, None, channels), "float32"),
+                ((None, head.num_classes), "float32"),
+                ((None, None), "int64"),
+            ],
+        )
+    return head._programs[key], head._programs[plan]
 
 
 def class_activation_maps(
@@ -709,10 +940,17 @@ def class_activation_maps(
     images: Any,
     classes: Any = None,
     top_k: int | None = None,
+    *,
+    upsample: bool = False,
+    dtype: str | None = None,
 ) -> CAMResult:
     """Class activation maps ``M_c = Σ_k w_k^c f_k`` for a batch of images, in one forward pass.
 
     Introduced in notebook 03.
+
+    The work runs as two compiled programs (``tf.function`` on TensorFlow, ``jax.jit`` on JAX,
+    each built once per model): the network (feature maps and logits), then the class choice,
+    the weighting and the optional upsampling, with the feature maps kept on the device.
 
     Parameters
     ----------
@@ -724,58 +962,64 @@ def class_activation_maps(
         If the Dense layer has an activation (softmax), logits are taken before it.
     images
         RGB images: an array ``(B, H, W, 3)``, one image ``(H, W, 3)``, or a list of differently
-        sized ``(H, W, 3)`` arrays (resized whole to the input size, never cropped).
+        sized ``(H, W, 3)`` arrays (each resized whole to the input size, never cropped, then
+        one network call for all).
     classes
         ``None`` (top-1, or the top ``top_k`` by logit), a sequence of class ids used for every
         image (``(K,)``), a ``(B, K)`` array of class ids per image, or ``"all"`` (every class in
         id order, in one pass).
     top_k
         With ``classes=None``: how many top classes per image (1..num_classes).
+    upsample
+        Also compute the upsampled maps ``(B, K, H, W)`` in the same compiled call (otherwise
+        :attr:`CAMResult.maps` upsamples on first access). Refused above 1 GiB of maps.
+    dtype
+        ``None`` (float32), ``"mixed_bfloat16"`` or ``"mixed_float16"``: Keras mixed precision
+        for the network (float32 weights, 16-bit compute; faster on GPUs, and for ResNet-50 on
+        CPUs with bfloat16 instructions). The weighting and the logits stay float32, so the
+        identity between the result's own maps and logits still holds to float32 precision,
+        but the feature maps carry 16-bit rounding: maps and logits differ from float32's by
+        about 1e-2 (bfloat16) or 1e-3 (float16), relative.
 
     Returns
     -------
     CAMResult
-        ``low_res`` ``(B, K, h, w)``, ``maps`` ``(B, K, H, W)`` (computed on first access),
-        ``class_ids`` ``(B, K)``, ``logits`` ``(B, num_classes)``, ``bias`` ``(B, K)``; the
-        identity ``low_res.mean(axis=(2, 3)) + bias == scores`` holds to float32 precision.
+        ``low_res`` ``(B, K, h, w)``, ``maps`` ``(B, K, H, W)`` (computed on first access unless
+        ``upsample=True``), ``class_ids`` ``(B, K)``, ``logits`` ``(B, num_classes)``, ``bias``
+        ``(B, K)``; the identity ``low_res.mean(axis=(2, 3)) + bias == scores`` holds to
+        float32 precision.
 
     Raises
     ------
     ValueError
-        No GAP → Dense head (the message points to :func:`grad_cam`), bad images or class ids.
+        No GAP → Dense head (the message points to :func:`grad_cam`), bad images, class ids or
+        dtype.
     TypeError
         Non-integer class ids, a model that is neither a Classifier nor a Keras model.
     """
+    precision = _check_precision(dtype)
     head = find_cam_head(model)
     batch = _prepare_images(model, images)
-    features = _run_feature_model(head.feature_model, batch)
-    if head.channels_first:
-        features = features.transpose(0, 2, 3, 1)
-    ops = keras.ops
-    features_t = ops.convert_to_tensor(features)
-    kernel = ops.cast(head.dense.kernel, "float32")  # (k, C)
-    bias = ops.cast(head.dense.bias, "float32") if head.dense.bias is not None else None
-    pooled = ops.mean(features_t, axis=(1, 2))  # what GAP computes
-    logits_t = ops.matmul(pooled, kernel)
-    if bias is not None:
-        logits_t = logits_t + bias
-    logits = ops.convert_to_numpy(logits_t).astype(np.float32)
-    class_ids, every_class = _resolve_classes(classes, top_k, logits)
-    if every_class:  # one matrix for all images
-        low_res = ops.einsum("bhwk,kc->bchw", features_t, kernel)
-    else:  # per-image class weights (B, K, k)
-        class_weights = ops.take(ops.transpose(kernel), ops.convert_to_tensor(class_ids), axis=0)
-        low_res = ops.einsum("bhwk,bck->bchw", features_t, class_weights)
-    bias_np = head.bias[class_ids]
+    count, size = int(batch.shape[0]), (int(batch.shape[1]), int(batch.shape[2]))
+    chosen = _resolve_classes(classes, top_k, count, head.num_classes)
+    _check_upsample(upsample, count, chosen.count, size)
+    plan = _Plan(chosen.kind, chosen.count, size if upsample else None, precision)
+    network, weighting = _cam_programs(head, plan)
+    features, logits = _run_feature_model(head.feature_model, batch, network)
+    outputs = weighting(features, logits, _class_ids_argument(chosen, count))
+    outputs = _numpy({**outputs, "logits": logits})
+    class_ids = _result_class_ids(chosen, outputs, count)
     return CAMResult(
-        low_res=ops.convert_to_numpy(low_res).astype(np.float32),
+        low_res=outputs["low_res"].astype(np.float32, copy=False),
         class_ids=class_ids,
-        logits=logits,
-        input_size=(int(batch.shape[1]), int(batch.shape[2])),
-        class_names=_class_names(model, logits.shape[1]),
+        logits=outputs["logits"].astype(np.float32, copy=False),
+        input_size=size,
+        class_names=_class_names(model, head.num_classes),
         method="cam",
         layer=head.feature_layer,
-        bias=bias_np,
+        bias=head.bias[class_ids],
+        dtype=precision,
+        _maps=outputs["maps"].astype(np.float32, copy=False) if "maps" in outputs else None,
     )
 
 
@@ -790,7 +1034,11 @@ class _GradCAMHead:
     dense: keras.layers.Dense
     to_features: keras.Model  # images → A (B, h, w, k)
     to_pooled: keras.Model  # A → Dense input (B, d)
-    compiled: dict[str, Any] = field(default_factory=dict)  # backend → compiled functions
+    compiled: dict[Any, Any] = field(default_factory=dict)  # compiled programs, per plan
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.dense.kernel.shape[-1])
 
 
 _GRAD_HEADS: weakref.WeakKeyDictionary[keras.Model, dict[str | None, _GradCAMHead]] = (
@@ -851,18 +1099,34 @@ def _grad_cam_head(keras_model: keras.Model, layer: str | None) -> _GradCAMHead:
     return grad_head
 
 
-def _tf_logits(head: _GradCAMHead, features: Any) -> Any:
-    import tensorflow as tf
+def _grad_network(head: _GradCAMHead, images: Any) -> Any:
+    """Stage 1, the network: images → target-layer output ``A`` ``(B, h, w, k)``, float32."""
+    return keras.ops.cast(head.to_features(images, training=False), "float32")
 
-    pooled = tf.cast(head.to_pooled(features, training=False), tf.float32)
-    logits = tf.matmul(pooled, tf.cast(head.dense.kernel, tf.float32))
+
+def _grad_logits(head: _GradCAMHead, features: Any) -> Any:
+    """Logits ``(B, C)`` from the target layer's output (the head after the cut)."""
+    ops = keras.ops
+    pooled = ops.cast(head.to_pooled(features, training=False), "float32")
+    logits = ops.matmul(pooled, ops.cast(head.dense.kernel, "float32"))
     if head.dense.bias is not None:
-        logits = logits + tf.cast(head.dense.bias, tf.float32)
+        logits = logits + ops.cast(head.dense.bias, "float32")
     return logits
 
 
-def _tf_alphas(head: _GradCAMHead, features: Any, class_ids: Any) -> Any:
-    """Grad-CAM weights ``(B, K, k)``: spatial means of d logit / d A for each requested class."""
+def _select_classes(plan: _Plan, logits: Any, class_ids: Any) -> Any:
+    """Class ids ``(B, K)`` (int32) for a plan, on the device."""
+    ops = keras.ops
+    if plan.classes == "top":
+        return _top_classes(logits, plan.count)
+    if plan.classes == "all":
+        every = ops.expand_dims(ops.arange(plan.count, dtype="int32"), 0)
+        return ops.broadcast_to(every, (ops.shape(logits)[0], plan.count))
+    return ops.cast(class_ids, "int32")
+
+
+def _tensorflow_alphas(head: _GradCAMHead, plan: _Plan, features: Any, class_ids: Any) -> Any:
+    """``α`` ``(B, K, k)``, logits and class ids with ``tf.GradientTape``."""
     import tensorflow as tf
 
     # A spatially constant shift d (B, 1, 1, k) added to A: dS/dd_k = sum_xy dS/dA_k(x, y), so
@@ -870,38 +1134,70 @@ def _tf_alphas(head: _GradCAMHead, features: Any, class_ids: Any) -> Any:
     shift = tf.zeros_like(features[:, :1, :1, :])
     with tf.GradientTape() as tape:
         tape.watch(shift)
-        selected = tf.gather(_tf_logits(head, features + shift), class_ids, batch_dims=1)
+        logits = _grad_logits(head, features + shift)
+        ids = _select_classes(plan, tf.stop_gradient(logits), class_ids)
+        selected = tf.gather(logits, ids, batch_dims=1)
     jacobian = tape.batch_jacobian(selected, shift)  # (B, K, 1, 1, k), vectorised over K
     area = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
-    return jacobian[:, :, 0, 0, :] / area
+    return jacobian[:, :, 0, 0, :] / area, logits, ids
 
 
-def _tensorflow_functions(head: _GradCAMHead) -> tuple[Any, Any]:
-    """Compiled (tf.function) logits and Grad-CAM weights for one head, traced once."""
-    if "tensorflow" in head.compiled:
-        return head.compiled["tensorflow"]
-    import tensorflow as tf
+def _jax_alphas(head: _GradCAMHead, plan: _Plan, features: Any, class_ids: Any) -> Any:
+    """``α`` ``(B, K, k)``, logits and class ids with ``jax.vjp`` (inside the jitted program)."""
+    import jax
+    import jax.numpy as jnp
 
-    feature_spec = tf.TensorSpec((None, *head.to_features.output.shape[1:]), tf.float32)
-    ids_spec = tf.TensorSpec((None, None), tf.int64)
+    # The same constant shift as on TensorFlow; one forward pass of the head, then one
+    # pull-back per requested class, vectorised with vmap (images are independent at
+    # inference, so row b of a pull-back is image b's gradient).
+    shift = jnp.zeros_like(features[:, :1, :1, :])
+    logits, pullback = jax.vjp(lambda d: _grad_logits(head, features + d), shift)
+    ids = _select_classes(plan, jax.lax.stop_gradient(logits), class_ids)
+    cotangents = jax.nn.one_hot(jnp.swapaxes(ids, 0, 1), logits.shape[-1], dtype=logits.dtype)
+    (gradients,) = jax.vmap(pullback)(cotangents)  # (K, B, 1, 1, k)
+    area = features.shape[1] * features.shape[2]
+    return jnp.swapaxes(gradients[:, :, 0, 0, :], 0, 1) / area, logits, ids
 
-    # Partials (not closures) so that TensorFlow does not count one trace per head as retracing.
-    logits_fn = tf.function(functools.partial(_tf_logits, head), input_signature=[feature_spec])
-    alphas_fn = tf.function(
-        functools.partial(_tf_alphas, head), input_signature=[feature_spec, ids_spec]
-    )
-    head.compiled["tensorflow"] = (logits_fn, alphas_fn)
-    return logits_fn, alphas_fn
+
+_GRADIENT_BACKENDS = {"tensorflow": _tensorflow_alphas, "jax": _jax_alphas}
 
 
-def _grad_cam_tensorflow(
-    head: _GradCAMHead, features: np.ndarray, classes: Any, top_k: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(alphas (B, K, k), class ids (B, K), logits (B, C)) with tf.GradientTape."""
-    logits_fn, alphas_fn = _tensorflow_functions(head)
-    logits = logits_fn(features).numpy()
-    class_ids, _ = _resolve_classes(classes, top_k, logits)
-    return alphas_fn(features, class_ids).numpy(), class_ids, logits
+def _grad_weighting(head: _GradCAMHead, plan: _Plan, features: Any, class_ids: Any) -> Any:
+    """Stage 2: logits, class choice, ``α`` by automatic differentiation, ``Σ_k α_k^c A_k``."""
+    alphas_of = _GRADIENT_BACKENDS[keras.backend.backend()]
+    alphas, logits, ids = alphas_of(head, plan, features, class_ids)
+    low_res = keras.ops.einsum("bhwk,bck->bchw", features, alphas)
+    outputs = {"logits": logits, "low_res": low_res}
+    if plan.classes == "top":
+        outputs["class_ids"] = ids
+    if plan.size is not None:
+        outputs["maps"] = _upsample_in_program(low_res, plan.size)
+    return outputs
+
+
+def _grad_programs(head: _GradCAMHead, plan: _Plan) -> tuple[Any, Any]:
+    """(network, weighting) compiled programs for one Grad-CAM head and plan, cached."""
+    key = ("network", plan.precision)
+    if key not in head.compiled:
+        head.compiled[key] = _compile(
+            functools.partial(
+                _traced, functools.partial(_grad_network, head),
+                _layers_of(head.to_features), plan.precision,
+            ),
+            head.to_features.variables,
+            [((None, *head.to_features.inputs[0].shape[1:]), "float32")],
+        )
+    if plan not in head.compiled:
+        channels = head.to_features.outputs[0].shape[-1]
+        head.compiled[plan] = _compile(
+            functools.partial(
+                _traced, functools.partial(_grad_weighting, head, plan),
+                _layers_of(head.to_pooled), plan.precision,
+            ),
+            [*head.to_pooled.variables, *head.dense.variables],
+            [((None, None, None, channels), "float32"), ((None, None), "int64")],
+        )
+    return head.compiled[key], head.compiled[plan]
 
 
 def grad_cam(
@@ -910,6 +1206,9 @@ def grad_cam(
     classes: Any = None,
     top_k: int | None = None,
     layer: str | None = None,
+    *,
+    upsample: bool = False,
+    dtype: str | None = None,
 ) -> CAMResult:
     """Grad-CAM maps ``Σ_k α_k^c A_k`` (before ReLU) from the gradients of the **logits**.
 
@@ -917,11 +1216,14 @@ def grad_cam(
 
     ``α_k^c = mean_{x,y} ∂S_c / ∂A_k(x, y)``, where ``A`` is the target layer's output and
     ``S_c`` the logit (pre-softmax score) of class ``c``. On a GAP → Dense network with ``A`` the
-    GAP input, ``α_k^c = w_k^c / (h·w)``, so Grad-CAM equals CAM / (h·w).
+    GAP input, ``α_k^c = w_k^c / (h·w)``, so Grad-CAM equals CAM / (h·w). Runs as two compiled
+    programs, like :func:`class_activation_maps`: the network up to ``A``, then the head with
+    its gradients (``tf.GradientTape`` on TensorFlow, ``jax.vjp`` on JAX) for all requested
+    classes at once.
 
     Parameters
     ----------
-    model, images, classes, top_k
+    model, images, classes, top_k, upsample, dtype
         As in :func:`class_activation_maps`; the model needs a final ``Dense`` layer (optionally
         followed by Activation/Softmax), not a GAP.
     layer
@@ -937,34 +1239,40 @@ def grad_cam(
     Raises
     ------
     NotImplementedError
-        For a Keras backend other than TensorFlow.
+        For a Keras backend other than TensorFlow and JAX.
     ValueError
-        Unknown or unsuitable target layer, bad images or class ids.
+        Unknown or unsuitable target layer, bad images, class ids or dtype.
     """
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    if backend not in _GRADIENT_BACKENDS:
         raise NotImplementedError(
-            f"grad_cam needs gradients and is implemented for the TensorFlow backend; the current "
-            f"Keras backend is {backend!r}. Set KERAS_BACKEND=tensorflow, or use "
-            "class_activation_maps, which runs on every backend."
+            f"grad_cam needs gradients and is implemented for the TensorFlow and JAX backends; "
+            f"the current Keras backend is {backend!r}. Set KERAS_BACKEND=tensorflow or jax, or "
+            "use class_activation_maps, which runs on every backend."
         )
+    precision = _check_precision(dtype)
     keras_model = _keras_model(model)
     head = _grad_cam_head(keras_model, layer)
     batch = _prepare_images(model, images)
-    features = _run_feature_model(head.to_features, batch)
-    alphas, class_ids, logits = _grad_cam_tensorflow(head, features, classes, top_k)
-    low_res = np.einsum("bhwk,bck->bchw", features, alphas, optimize=True)
+    count, size = int(batch.shape[0]), (int(batch.shape[1]), int(batch.shape[2]))
+    chosen = _resolve_classes(classes, top_k, count, head.num_classes)
+    _check_upsample(upsample, count, chosen.count, size)
+    plan = _Plan(chosen.kind, chosen.count, size if upsample else None, precision)
+    network, weighting = _grad_programs(head, plan)
+    features = _run_feature_model(head.to_features, batch, network)
+    outputs = _numpy(weighting(features, _class_ids_argument(chosen, count)))
     return CAMResult(
-        low_res=low_res.astype(np.float32),
-        class_ids=class_ids,
-        logits=logits.astype(np.float32),
-        input_size=(int(batch.shape[1]), int(batch.shape[2])),
-        class_names=_class_names(model, logits.shape[1]),
+        low_res=outputs["low_res"].astype(np.float32, copy=False),
+        class_ids=_result_class_ids(chosen, outputs, count),
+        logits=outputs["logits"].astype(np.float32, copy=False),
+        input_size=size,
+        class_names=_class_names(model, head.num_classes),
         method="grad_cam",
         layer=head.layer,
         bias=None,
+        dtype=precision,
+        _maps=outputs["maps"].astype(np.float32, copy=False) if "maps" in outputs else None,
     )
-
 
 # --------------------------------------------------------------------------------------------
 # Display helpers

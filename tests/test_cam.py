@@ -329,25 +329,54 @@ def test_grad_cam_equals_cam_over_area_on_nested_models(nested_models, name):
     assert _relative_error(by_gradient.low_res * height * width, by_cam.low_res) <= 1e-4
 
 
-def test_grad_cam_on_a_model_without_gap(no_gap_model):
-    """Against a direct GradientTape computation of alpha = mean_xy dS_c/dA (from logits)."""
-    import tensorflow as tf
+def _reference_gradients(model, images, class_ids):
+    """Logits (before the softmax), the pool2 output A and dS_c/dA for each requested class,
+    differentiated directly (tf.GradientTape or jax.grad, whichever backend runs)."""
+    pool2 = model.get_layer("pool2").output
+    predictions = model.get_layer("predictions")
+    to_features = keras.Model(model.input, pool2)
+    to_hidden = keras.Model(pool2, model.get_layer("fc1").output)
 
+    def logits_of(features):
+        return keras.ops.matmul(to_hidden(features), predictions.kernel) + predictions.bias
+
+    features = to_features(images, training=False)
+    if keras.backend.backend() == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def picked(features, k):
+            chosen = jnp.asarray(class_ids[:, k : k + 1])
+            return jnp.take_along_axis(logits_of(features), chosen, axis=1).sum()
+
+        gradients = [jax.grad(picked)(features, k) for k in range(class_ids.shape[1])]
+        logits = logits_of(features)
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(features)
+            logits = logits_of(features)
+            picked = [
+                tf.gather(logits, class_ids[:, k], batch_dims=1)
+                for k in range(class_ids.shape[1])
+            ]
+        gradients = [tape.gradient(p, features) for p in picked]
+    numpy = keras.ops.convert_to_numpy
+    return numpy(logits), numpy(features), [numpy(g) for g in gradients]
+
+
+def test_grad_cam_on_a_model_without_gap(no_gap_model):
+    """Against a direct autodiff computation of alpha = mean_xy dS_c/dA (from logits)."""
     images = _random_images((3, 32, 32, 3), seed=4)
     result = cam.grad_cam(no_gap_model, images, top_k=2)
     assert result.layer == "pool2" and result.low_res.shape == (3, 2, 8, 8)
     assert np.all(np.isfinite(result.low_res))
-    fc1 = no_gap_model.get_layer("fc1")
-    predictions = no_gap_model.get_layer("predictions")
-    probe = keras.Model(no_gap_model.input, [no_gap_model.get_layer("pool2").output, fc1.output])
-    with tf.GradientTape(persistent=True) as tape:
-        features, hidden = probe(images, training=False)
-        logits = tf.matmul(hidden, predictions.kernel) + predictions.bias  # before the softmax
-        picked = [tf.gather(logits, result.class_ids[:, k], batch_dims=1) for k in range(2)]
-    np.testing.assert_allclose(logits.numpy(), result.logits, rtol=1e-5, atol=1e-6)
+    logits, features, gradients = _reference_gradients(no_gap_model, images, result.class_ids)
+    np.testing.assert_allclose(logits, result.logits, rtol=1e-5, atol=1e-6)
     for k in range(2):
-        alpha = tf.reduce_mean(tape.gradient(picked[k], features), axis=(1, 2)).numpy()
-        expected = np.einsum("bhwk,bk->bhw", features.numpy(), alpha)
+        alpha = gradients[k].mean(axis=(1, 2))
+        expected = np.einsum("bhwk,bk->bhw", features, alpha)
         assert _relative_error(result.low_res[:, k], expected) <= 1e-4
 
 
@@ -366,9 +395,128 @@ def test_grad_cam_layer_choice(no_gap_model, nested_models):
 
 
 def test_grad_cam_says_which_backends_it_supports(no_gap_model, monkeypatch):
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(NotImplementedError, match="TensorFlow backend.*'jax'"):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(NotImplementedError, match="TensorFlow and JAX backends.*'torch'"):
         cam.grad_cam(no_gap_model, _random_images((1, 32, 32, 3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled fast path: top-k on the device, upsampling in the call, mixed precision,
+# programs compiled once per model, weights read at every call
+# ---------------------------------------------------------------------------------------------
+
+
+def test_top_k_on_the_device_equals_a_stable_sort(top3):
+    assert np.array_equal(top3.class_ids, np.argsort(-top3.logits, axis=1, kind="stable")[:, :3])
+
+
+def test_upsample_in_the_call_equals_the_lazy_maps(lite0, photos, top3):
+    result = cam.class_activation_maps(lite0, photos, top_k=3, upsample=True)
+    assert result._maps is not None and result.maps.shape == (7, 3, 224, 224)
+    assert np.array_equal(result.class_ids, top3.class_ids)
+    np.testing.assert_allclose(result.low_res, top3.low_res, rtol=1e-5, atol=1e-5)
+    assert _relative_error(result.maps, cam.upsample_maps(top3.low_res, (224, 224))) <= 1e-5
+    grad = cam.grad_cam(lite0, photos[:2], classes=[285, 967], upsample=True)
+    assert grad.maps.shape == (2, 2, 224, 224)
+    assert _relative_error(grad.maps, cam.upsample_maps(grad.low_res, (224, 224))) <= 1e-5
+
+
+def test_upsample_arguments_are_checked(lite0, samples, monkeypatch):
+    monkeypatch.setattr(cam, "_UPSAMPLE_LIMIT", 224 * 224 * 10)
+    with pytest.raises(ValueError, match=r"1 × 1000 maps of 224 × 224.*result\.map"):
+        cam.class_activation_maps(lite0, samples["coffee"], classes="all", upsample=True)
+    with pytest.raises(TypeError, match="upsample must be True or False, got str"):
+        cam.class_activation_maps(lite0, samples["coffee"], upsample="yes")
+
+
+def test_one_forward_pass_for_images_of_different_sizes(lite0, photos, monkeypatch):
+    """Seven photos of seven sizes: resized one by one, then one network call (CAM and
+    Grad-CAM alike), and each image's maps are the ones it gets alone."""
+    assert len({photo.shape for photo in photos}) > 1
+    calls = []
+    original = cam._run_feature_model
+    monkeypatch.setattr(cam, "_run_feature_model", lambda *a: calls.append(1) or original(*a))
+    together = cam.class_activation_maps(lite0, photos, classes=[285])
+    assert len(calls) == 1
+    cam.grad_cam(lite0, photos)
+    assert len(calls) == 2
+    alone = cam.class_activation_maps(lite0, photos[4], classes=[285])
+    np.testing.assert_allclose(together.low_res[4], alone.low_res[0], rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_precision_keeps_the_identity_and_the_model(lite0, photos, top3):
+    result = cam.class_activation_maps(lite0, photos, classes=top3.class_ids,
+                                       dtype="mixed_bfloat16")
+    assert result.dtype == "mixed_bfloat16" and top3.dtype == "float32"
+    # The identity holds to float32 precision against the result's own logits (the same
+    # bfloat16 feature maps, weighted in float32) ...
+    identity = result.low_res.mean(axis=(2, 3)) + result.bias
+    assert _relative_error(identity, result.scores) <= 1e-4
+    # ... and bfloat16's 8-bit mantissa keeps maps and logits within a few percent of float32.
+    assert _relative_error(result.low_res, top3.low_res) <= 5e-2
+    assert _relative_error(result.logits, top3.logits) <= 5e-2
+    assert not np.array_equal(result.logits, top3.logits)  # it did compute in bfloat16
+    # The model itself is unchanged: float32 policies, float32 logits.
+    assert {layer.dtype_policy.name for layer in lite0.model.layers} == {"float32"}
+    _check_identity(cam.class_activation_maps(lite0, photos, top_k=3), lite0.logits(photos))
+
+
+@pytest.mark.parametrize("dtype", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_on_nested_models_and_grad_cam(nested_models, dtype):
+    model = nested_models["wrapped"]
+    images = _random_images((2, 48, 48, 3), seed=5)
+    exact = cam.class_activation_maps(model, images, classes="all")
+    mixed = cam.class_activation_maps(model, images, classes="all", dtype=dtype)
+    gradient = cam.grad_cam(model, images, classes="all", dtype=dtype)
+    assert _relative_error(mixed.low_res, exact.low_res) <= 5e-2
+    height, width = exact.low_res.shape[2:]
+    assert _relative_error(gradient.low_res * height * width, mixed.low_res) <= 5e-2
+    assert gradient.dtype == dtype
+
+
+def test_bad_dtype_is_refused(lite0, samples):
+    with pytest.raises(ValueError, match=r"dtype must be None \(float32\).*'mixed_bfloat16'.*"
+                                         r"got 'float64'"):
+        cam.class_activation_maps(lite0, samples["coffee"], dtype="float64")
+    with pytest.raises(ValueError, match="dtype must be None"):
+        cam.grad_cam(lite0, samples["coffee"], dtype="bfloat16")
+
+
+def _small_gap_model(seed):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])
+
+
+def test_network_is_compiled_once_per_model():
+    model = _small_gap_model(seed=7)
+    head = cam.find_cam_head(model)
+    for count, top_k in ((1, 1), (2, 2), (5, 2), (3, 1)):
+        cam.class_activation_maps(model, _random_images((count, 16, 16, 3)), top_k=top_k)
+    cam.class_activation_maps(model, _random_images((4, 16, 16, 3)), classes="all")
+    networks = [key for key in head._programs if isinstance(key, tuple)]
+    assert networks == [("network", "float32")]  # one network program for every request,
+    assert len(head._programs) == 1 + 3  # and one small program per kind: top-1, top-2, all
+    if keras.backend.backend() == "tensorflow":  # one trace serves every batch size
+        assert head._programs[networks[0]].experimental_get_tracing_count() == 1
+
+
+def test_programs_read_the_current_weights():
+    """Weights are arguments of the compiled programs (JAX) or variables (TensorFlow), never
+    constants baked in: changing them after a first call changes the maps."""
+    model = _small_gap_model(seed=2)
+    images = _random_images((2, 16, 16, 3), seed=6)
+    before = cam.class_activation_maps(model, images, classes="all")
+    conv, dense = model.layers[0], model.layers[-1]
+    conv.kernel.assign(-2.0 * conv.kernel)
+    dense.kernel.assign(dense.kernel + 1.0)
+    after = cam.class_activation_maps(model, images, classes="all")
+    assert not np.allclose(after.low_res, before.low_res)
+    _check_identity(after, keras.ops.convert_to_numpy(model(images, training=False)))
+    by_gradient = cam.grad_cam(model, images, classes="all")
+    assert _relative_error(by_gradient.low_res * 14 * 14, after.low_res) <= 1e-4
 
 
 # ---------------------------------------------------------------------------------------------

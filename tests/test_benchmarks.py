@@ -1,0 +1,96 @@
+"""The benchmark (benchmarks/bench_cam.py) in its --smoke form: every code path, a tiny model,
+one repeat, a few seconds. Checks what the JSON report contains, never the timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench_cam():
+    spec = importlib.util.spec_from_file_location("bench_cam", ROOT / "benchmarks/bench_cam.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke_report(bench_cam, tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench") / "smoke.json"
+    returned = bench_cam.main(["--smoke", "--output", str(output)])
+    written = json.loads(output.read_text())
+    assert written["goals"] == json.loads(json.dumps(returned["goals"], default=float))
+    return written
+
+
+def test_machine_device_backend_and_load_are_recorded(smoke_report):
+    import keras
+
+    machine = smoke_report["machine"]
+    assert machine["keras_backend"] == keras.backend.backend()
+    assert machine["device"]["platform"] in {"cpu", "gpu", "tpu"}
+    assert machine["cpu_count"] >= 1 and machine["versions"]["keras"]
+    load = smoke_report["load_average"]
+    assert len(load["start"]) == 3 and len(load["end"]) == 3
+    assert smoke_report["command"].startswith(f"KERAS_BACKEND={keras.backend.backend()}")
+    assert smoke_report["settings"]["smoke"] is True and smoke_report["failures"] == {}
+
+
+def test_every_method_is_measured_with_medians(smoke_report):
+    (result,) = smoke_report["models"]
+    measured = set(result["measurements"]) | set(result["not_measured"])
+    assert {
+        "classify", "classify_predict_on_batch", "cam_top1_upsampled", "cam_top1_lazy_maps",
+        "cam_all_classes_low_res", "grad_cam_top1_upsampled", "seed_post_cam",
+        "keras_io_grad_cam", "tf_keras_vis_gradcam", "cam_top1_upsampled_batch1",
+    } <= measured
+    for row in result["measurements"].values():
+        assert row["median_s"] > 0 and row["repeats"] == len(row["times_s"]) >= 1
+        assert row["per_image_s"] == pytest.approx(row["median_s"] / row["images_per_call"])
+    for reason in result["not_measured"].values():
+        assert isinstance(reason, str) and reason  # an unmeasured peer says why
+
+
+def test_peers_compute_the_same_maps(smoke_report):
+    """The re-implemented peers are faithful: their maps, and ours brought to their format
+    (scipy zoom, ReLU), correlate almost perfectly; our own bilinear upsampling differs from
+    scipy's corner-aligned zoom, so that comparison is only loosely tied."""
+    (result,) = smoke_report["models"]
+    agreement = result["agreement"]
+    assert agreement["seed_post_vs_ours_zoomed"] > 0.999
+    assert agreement["seed_post_vs_ours_upsampled_bilinear"] > 0.8
+    for name in ("keras_io_vs_ours_grad_cam_relu", "tf_keras_vis_vs_ours_grad_cam_relu_zoomed"):
+        if name in agreement and not math.isnan(agreement[name]):  # NaN: an all-zero ReLU map
+            assert agreement[name] > 0.999, name
+
+
+def test_goals_have_verdicts(smoke_report):
+    keys = {goal["goal"] for goal in smoke_report["goals"]}
+    assert keys == {"cam_over_classify", "all_over_classify", "seed_speedup", "keras_io_speedup",
+                    "tkv_speedup", "grad_cam_tkv_speedup"}
+    for goal in smoke_report["goals"]:
+        assert goal["met"] in (True, False, None) and goal["target"] > 0
+        if goal["met"] is None:
+            assert goal["note"].startswith("not measured")
+        else:
+            assert goal["measured"] > 0
+    assert "| goal | model | target | measured | verdict |" in smoke_report["markdown"]
+
+
+def test_gpu_throughput_section(smoke_report):
+    gpu = smoke_report["gpu_throughput"]
+    assert gpu["goal_images_per_s"] == 3000
+    if smoke_report["machine"]["device"]["platform"] != "gpu":
+        assert gpu["measured"] is False and "no GPU in this session" in gpu["reason"]
+    rows = gpu["rows"]  # the smoke run exercises the code path on any device
+    assert {row["dtype"] for row in rows} == {"float32", "mixed_bfloat16"}
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert row["end_to_end_images_per_s"] > 0 and row["engine_images_per_s"] > 0
