@@ -29,7 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers.cam import CAMResult, upsample_maps
+from helpers.cam import CAMResult, _resolve_classes, upsample_maps
 from helpers.localization import LocalizationReport, localization_report
 
 __all__ = ["POOLING_METHODS", "find_pooling_head", "global_pooling_cams", "evaluate_localization"]
@@ -118,27 +118,14 @@ def find_pooling_head(
 
 
 def _class_ids(classes: Any, top_k: int | None, logits: np.ndarray) -> np.ndarray:
-    """``(B, K)`` class ids: top-1/top_k by logit, or given per image ``(B,)``/``(B, K)``."""
+    """``(B, K)`` class ids, with the same rules as :func:`helpers.class_activation_maps`."""
     batch, num_classes = logits.shape
-    if classes is None:
-        k = 1 if top_k is None else int(top_k)
-        if not 1 <= k <= num_classes:
-            raise ValueError(f"top_k must be in 1..{num_classes}, got {top_k}")
-        return np.argsort(-logits, axis=-1, kind="stable")[:, :k].astype(np.int64)
-    if top_k is not None:
-        raise ValueError("pass either classes or top_k, not both")
-    ids = np.asarray(classes)
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise TypeError(f"classes must be integer class ids, got dtype {ids.dtype}")
-    if ids.ndim == 1 and ids.shape[0] == batch:
-        ids = ids[:, None]  # one class per image, e.g. the true labels
-    if ids.ndim != 2 or ids.shape[0] != batch:
-        raise ValueError(
-            f"classes must be (B,) or (B, K) class ids for B = {batch} images, got {ids.shape}"
-        )
-    if ids.min() < 0 or ids.max() >= num_classes:
-        raise ValueError(f"class ids must be in 0..{num_classes - 1}")
-    return ids.astype(np.int64)
+    chosen = _resolve_classes(classes, top_k, batch, num_classes)
+    if chosen.kind == "given":
+        return chosen.ids
+    if chosen.kind == "all":
+        return np.tile(np.arange(num_classes, dtype=np.int64), (batch, 1))
+    return np.argsort(-logits, axis=-1, kind="stable")[:, : chosen.count].astype(np.int64)
 
 
 def global_pooling_cams(
@@ -162,8 +149,9 @@ def global_pooling_cams(
     images
         ``(B, H, W, C)`` already in the model's input range.
     classes
-        ``None`` for the top-1 (or ``top_k``) classes by logit, or class ids per image: ``(B,)``
-        (e.g. the true labels) or ``(B, K)``.
+        As in :func:`helpers.class_activation_maps`: ``None`` for the top-1 (or ``top_k``)
+        classes by logit, ``"all"``, a sequence of class ids for every image ``(K,)``, or class
+        ids per image ``(B, K)`` (the true labels as ``labels[:, None]``).
     top_k
         With ``classes=None``: how many top classes per image.
     batch_size
@@ -239,7 +227,7 @@ def evaluate_localization(
     -------
     LocalizationReport
     """
-    result = global_pooling_cams(model, data.images, classes=np.asarray(data.labels),
+    result = global_pooling_cams(model, data.images, classes=np.asarray(data.labels)[:, None],
                                  batch_size=batch_size)
     cams = upsample_maps(result.low_res[:, 0], result.input_size)
     return localization_report(

@@ -70,7 +70,7 @@ def test_gmp_maps_are_the_same_weighted_sum_but_the_identity_differs(models, ima
 def test_classes_per_image_top_k_and_errors(models, images):
     model = models["gmp"]
     labels = np.array([0, 1, 2, 3, 0])
-    per_image = global_pooling_cams(model, images, classes=labels)
+    per_image = global_pooling_cams(model, images, classes=labels[:, None])
     np.testing.assert_array_equal(per_image.class_ids[:, 0], labels)
     every = global_pooling_cams(model, images, classes=np.tile(np.arange(4), (5, 1)))
     np.testing.assert_allclose(per_image.low_res[:, 0], every.low_res[np.arange(5), labels],
@@ -78,13 +78,16 @@ def test_classes_per_image_top_k_and_errors(models, images):
     top = global_pooling_cams(model, images, top_k=3, batch_size=2)  # batches of 2, 2 and 1
     np.testing.assert_array_equal(top.class_ids[:, 0], every.logits.argmax(axis=1))
     np.testing.assert_allclose(top.logits, every.logits, rtol=1e-5, atol=1e-6)
+    # A 1-D sequence means the same classes for every image, as in class_activation_maps.
+    same = global_pooling_cams(model, images, classes=[2, 0])
+    np.testing.assert_array_equal(same.class_ids, np.tile([2, 0], (5, 1)))
     with pytest.raises(ValueError, match="not both"):
         global_pooling_cams(model, images, classes=labels, top_k=2)
     with pytest.raises(ValueError, match=r"class ids must be in 0\.\.3"):
         global_pooling_cams(model, images, classes=labels + 1)
-    with pytest.raises(ValueError, match=r"\(B,\) or \(B, K\)"):
-        global_pooling_cams(model, images, classes=labels[:3])
-    with pytest.raises(TypeError, match="integer class ids"):
+    with pytest.raises(ValueError, match=r"3 rows for 5 images"):
+        global_pooling_cams(model, images, classes=labels[:3, None])
+    with pytest.raises(TypeError, match="class ids must be integers"):
         global_pooling_cams(model, images, classes=labels.astype(float))
     with pytest.raises(ValueError, match=r"batch \(B, H, W, C\)"):
         global_pooling_cams(model, images[0], classes=labels)
@@ -139,7 +142,7 @@ def test_evaluate_localization_upsamples_true_class_maps(models):
     data = make_digit_canvases(12, canvas_size=24, digit_size=(10, 12), seed=1, clutter=1)
     model = build_small_cnn((24, 24, 1), 10, head="gmp", widths=(4, 8), poolings=1, seed=3)
     report = evaluate_localization(model, data, thresholds=[0.2, 0.5])
-    result = global_pooling_cams(model, data.images, classes=data.labels)
+    result = global_pooling_cams(model, data.images, classes=data.labels[:, None])
     np.testing.assert_allclose(report.cams, upsample_maps(result.low_res[:, 0], (24, 24)),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(report.predicted, result.logits.argmax(axis=1))
