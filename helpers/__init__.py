@@ -11,6 +11,7 @@ import_keras_quietly()  # before anything imports keras: hides TensorFlow's nati
 # ruff: noqa: E402
 from helpers.architecture import LAYER_GROUPS, ParameterBreakdown, iter_layers, parameter_breakdown
 from helpers.cam import (
+    PRECISIONS,
     CAMHead,
     CAMResult,
     class_activation_maps,
@@ -70,6 +71,7 @@ __all__ = [
     "LAYER_GROUPS",
     "LocalizationReport",
     "OfflineError",
+    "PRECISIONS",
     "ParameterBreakdown",
     "Prediction",
     "SAMPLE_IMAGE_NAMES",

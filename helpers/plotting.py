@@ -319,5 +319,6 @@ def plot_cam_images(
         ax = plot_cam(result, images, index, k, ax=axes[index], alpha=alpha,
                       box_threshold=box_threshold)
         if names is not None:
-            ax.set_title(f"{names[index]}: {result.label(index, k)}", fontsize=9)
+            # Two lines: one long line runs into the neighbouring colour bar in small panels.
+            ax.set_title(f"{names[index]}\n{result.label(index, k)}", fontsize=9)
     return figure

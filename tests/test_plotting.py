@@ -85,7 +85,7 @@ def test_grids(result, photos):
     assert titles[0] == "photo" and titles[1].startswith("cat") and titles[2].startswith("dog")
     figure = plotting.plot_cam_images(result, photos, k=1, names=["first", "second"])
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
-    assert titles == ["first: " + result.label(0, 1), "second: " + result.label(1, 1)]
+    assert titles == ["first\n" + result.label(0, 1), "second\n" + result.label(1, 1)]
     with pytest.raises(ValueError, match="1 names for 2 images"):
         plotting.plot_cam_images(result, photos, names=["one"])
 
