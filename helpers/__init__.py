@@ -1,6 +1,8 @@
 """Helpers for the GAP → CAM notebook series.
 
-Importing this package has no side effects (no downloads, no global plot style, no prints).
+Importing this package downloads nothing, changes no global plot style and prints nothing. It
+imports Keras once with TensorFlow's native start-up log lines silenced (see ``helpers._quiet``;
+``GAPCAM_TF_LOGS=1`` shows them).
 Each function's docstring names the notebook that introduced it.
 """
 
