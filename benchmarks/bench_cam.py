@@ -9,8 +9,11 @@ What is timed, for each model (ResNet-50 with random weights, the offline Effici
 on one batch of 32 RGB uint8 photos at 224 × 224, preprocessing included everywhere:
 
 * ``classify``: ``Classifier.preprocess`` + the compiled forward pass the engine uses
-  (``helpers.cam._compiled_call``: ``tf.function`` / ``jax.jit``); also ``predict_on_batch``.
-  The ratios divide by the faster of the two.
+  (``helpers.cam._compiled_call``: ``tf.function`` / ``jax.jit`` of the model with its
+  BatchNormalization layers folded into the convolutions, ``helpers.fold_batch_norm``); also
+  Keras's own ``predict_on_batch`` of the unfolded model. The ratios divide by the faster of the
+  two, so that folding makes classification faster too and "× classification" measures only
+  what CAM adds.
 * ours: CAM of the predicted class upsampled to 224 × 224 (``upsample=True``); the same with
   the lazy ``.maps``; low-resolution maps of all 1000 classes (``classes="all"``: the full-size
   maps would be 32 × 1000 × 224 × 224 floats, 6.4 GB, so "all classes" means what the class
@@ -583,7 +586,7 @@ def gpu_throughput(args: argparse.Namespace, device: dict[str, Any]) -> dict[str
 # --------------------------------------------------------------------------------------------
 
 LABELS = {
-    "classify": "classify (preprocess + compiled forward)",
+    "classify": "classify (preprocess + compiled forward, BN folded)",
     "classify_predict_on_batch": "classify (preprocess + predict_on_batch)",
     "cam_top1_upsampled": "**ours**: CAM top-1, upsampled in the call",
     "cam_top1_lazy_maps": "ours: CAM top-1, then `.maps`",

@@ -24,6 +24,7 @@ from helpers.cam import (
 )
 from helpers.data import SAMPLE_IMAGE_NAMES, sample_image, sample_images
 from helpers.env import on_colab, report_environment, require_versions, set_seed
+from helpers.graph import fold_batch_norm
 from helpers.imagenet import imagenet_class_name, imagenet_class_names
 from helpers.localization import (
     LocalizationReport,
@@ -91,6 +92,7 @@ __all__ = [
     "evaluate_localization",
     "find_cam_head",
     "find_pooling_head",
+    "fold_batch_norm",
     "global_pooling_cams",
     "grad_cam",
     "head_parameter_counts",

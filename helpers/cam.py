@@ -17,8 +17,10 @@ Both run as compiled programs written once in ``keras.ops`` and compiled per bac
 (``tf.function`` on TensorFlow, ``jax.jit`` on JAX with the weights passed in as arguments):
 the network (built once per model and precision), then the class choice, weighting and
 optional upsampling (one small program per kind of request), with the feature maps kept on the
-device in between. ``dtype="mixed_bfloat16"`` / ``"mixed_float16"`` runs the network in Keras
-mixed precision without copying the model. ``benchmarks/bench_cam.py`` times all of this.
+device in between. The network runs with its BatchNormalization layers folded into the
+convolutions before them (:func:`helpers.fold_batch_norm`: same weights, fewer passes over the
+activations). ``dtype="mixed_bfloat16"`` / ``"mixed_float16"`` runs the network in Keras mixed
+precision without copying the model. ``benchmarks/bench_cam.py`` times all of this.
 
 The model can be a :class:`helpers.Classifier` or any Keras Functional/Sequential model whose head
 is ``GlobalAveragePooling2D → Dense`` (possibly with Dropout/Flatten in between, a softmax after,
@@ -42,6 +44,15 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from helpers.graph import (
+    _describe,
+    _graph_endpoints,
+    _producer,
+    _rebuild,
+    FoldedConvBatchNorm,
+    fold_batch_norm,
+)
 
 __all__ = [
     "PRECISIONS",
@@ -80,100 +91,12 @@ _CHUNK_VALUES = 1 << 24
 # --------------------------------------------------------------------------------------------
 
 
-def _producer(tensor: Any) -> tuple[Any, Any, int]:
-    """(operation, node, output index) that produced a symbolic tensor; (None, None, 0) at inputs."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None or history.operation is None:
-        return None, None, 0
-    operation = history.operation
-    if isinstance(operation, keras.layers.InputLayer):
-        return None, None, 0
-    return operation, operation._inbound_nodes[history.node_index], history.tensor_index
-
-
-def _graph_endpoints(model: Any) -> tuple[list[Any], list[Any]] | None:
-    """Symbolic inputs and outputs of a Functional/Sequential model; None for other models."""
-    if not isinstance(model, keras.Model):
-        return None
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        return None
-    if not inputs or not outputs:
-        return None
-    inputs, outputs = list(keras.tree.flatten(inputs)), list(keras.tree.flatten(outputs))
-    if not all(getattr(t, "_keras_history", None) is not None for t in outputs):
-        return None
-    return inputs, outputs
-
-
-def _describe(operation: Any) -> str:
-    return f"{type(operation).__name__} {getattr(operation, 'name', '?')!r}"
-
-
 @dataclass(frozen=True, eq=False)
 class _FlatGraph:
     """A model rebuilt as one graph with nested Functional/Sequential models inlined."""
 
     inputs: Any  # one symbolic input
     output: Any  # one symbolic output
-
-
-def _topological_nodes(outputs: list[Any]) -> list[tuple[Any, Any]]:
-    """(operation, node) pairs needed for ``outputs``, inputs first (iterative DFS)."""
-    order: list[tuple[Any, Any]] = []
-    done: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(t, False) for t in reversed(outputs)]
-    while stack:
-        tensor, expanded = stack.pop()
-        operation, node, _ = _producer(tensor)
-        if node is None or id(node) in done:
-            continue
-        if expanded:
-            done.add(id(node))
-            order.append((operation, node))
-            continue
-        stack.append((tensor, True))
-        for parent in node.arguments.keras_tensors:
-            parent_op, parent_node, _ = _producer(parent)
-            if parent_node is not None and id(parent_node) not in done:
-                stack.append((parent, False))
-    return order
-
-
-def _inline(model: keras.Model, new_inputs: list[Any]) -> list[Any]:
-    """Re-call every leaf layer of ``model`` on ``new_inputs``, descending into nested models.
-
-    Returns the new symbolic outputs. Layers are called again (same objects, shared weights).
-    """
-    endpoints = _graph_endpoints(model)
-    if endpoints is None:  # an opaque (subclassed) model: call it whole
-        return list(keras.tree.flatten(model(*new_inputs)))
-    inputs, outputs = endpoints
-    if len(inputs) != len(new_inputs):
-        raise ValueError(f"model {model.name!r} takes {len(inputs)} inputs, got {len(new_inputs)}")
-    memo: dict[int, Any] = {id(old): new for old, new in zip(inputs, new_inputs)}
-
-    def substitute(value: Any) -> Any:
-        if isinstance(value, keras.KerasTensor):
-            if id(value) not in memo:
-                raise ValueError(
-                    f"model {model.name!r}: tensor {value.name} is not connected to its inputs"
-                )
-            return memo[id(value)]
-        return value
-
-    for operation, node in _topological_nodes(outputs):
-        args = keras.tree.map_structure(substitute, node.arguments.args)
-        kwargs = keras.tree.map_structure(substitute, node.arguments.kwargs)
-        if _graph_endpoints(operation) is not None:
-            flat_args = [a for a in keras.tree.flatten(args) if isinstance(a, keras.KerasTensor)]
-            results = _inline(operation, flat_args)
-        else:
-            results = list(keras.tree.flatten(operation(*args, **kwargs)))
-        for old, new in zip(node.outputs, results):
-            memo[id(old)] = new
-    return [memo[id(t)] for t in outputs]
 
 
 def _flatten_model(model: keras.Model) -> _FlatGraph:
@@ -192,7 +115,7 @@ def _flatten_model(model: keras.Model) -> _FlatGraph:
         )
     template = inputs[0]
     new_input = keras.Input(batch_shape=tuple(template.shape), dtype=template.dtype, name="image")
-    (new_output,) = _inline(model, [new_input])
+    (new_output,) = _rebuild(model, [new_input], fold=False)
     return _FlatGraph(new_input, new_output)
 
 
@@ -753,6 +676,8 @@ def _precision(layers: list[Any], precision: str) -> Iterator[None]:
     changed = []
     if precision != "float32":
         for layer in layers:
+            if isinstance(layer, FoldedConvBatchNorm):
+                continue  # float32 by design; it computes in its convolution's dtype
             policy = layer.dtype_policy
             if policy.name == "float32":
                 changed.append((layer, policy))
@@ -806,13 +731,29 @@ def _call_with_values(jitted: Any, variables: list[Any], *args: Any) -> Any:
 
 
 _COMPILED: weakref.WeakKeyDictionary[keras.Model, Any] = weakref.WeakKeyDictionary()
+_INFERENCE: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.WeakKeyDictionary()
+
+
+def _inference_model(model: keras.Model) -> keras.Model:
+    """The graph the compiled programs run: ``model`` with BatchNormalization folded into the
+    convolutions before it (:func:`helpers.graph.fold_batch_norm`; same variables), built once
+    per model. Models without a layer graph are run as they are."""
+    folded = _INFERENCE.get(model)
+    if folded is None:
+        try:
+            folded = fold_batch_norm(model)
+        except (TypeError, ValueError):
+            folded = model
+        _INFERENCE[model] = folded
+    return folded
 
 
 def _compiled_call(model: keras.Model) -> Any:
-    """``images → model outputs``, compiled once per model with :func:`_compile` (the plain
-    forward pass: the benchmark's classification baseline uses it too)."""
+    """``images → model outputs``, compiled once per model with :func:`_compile` (the forward
+    pass of the folded inference graph: the benchmark's classification baseline uses it too)."""
     function = _COMPILED.get(model)
     if function is None:
+        _inference_model(model)  # folded now, eagerly: not while the program is being traced
         reference = weakref.ref(model)  # the cache must not keep its key alive
         shape = (None, *model.inputs[0].shape[1:])
         function = _compile(
@@ -823,7 +764,7 @@ def _compiled_call(model: keras.Model) -> Any:
 
 
 def _call_referenced(reference: Any, batch: Any) -> Any:
-    return reference()(batch, training=False)
+    return _inference_model(reference())(batch, training=False)
 
 
 def _run_feature_model(feature_model: keras.Model, batch: np.ndarray, program: Any = None) -> Any:
@@ -878,7 +819,7 @@ def _cam_network(head: CAMHead, images: Any) -> tuple[Any, Any]:
     """Stage 1, the network: images → feature maps ``(B, h, w, k)`` and logits ``(B, C)``,
     both float32 (the logits as GAP → Dense computes them, from the same feature maps)."""
     ops = keras.ops
-    features = head.feature_model(images, training=False)
+    features = _inference_model(head.feature_model)(images, training=False)
     if head.channels_first:
         features = ops.transpose(features, (0, 2, 3, 1))
     features = ops.cast(features, "float32")
@@ -916,7 +857,7 @@ def _cam_programs(head: CAMHead, plan: _Plan) -> tuple[Any, Any]:
         head._programs[key] = _compile(
             functools.partial(
                 _traced, functools.partial(_cam_network, head),
-                _layers_of(head.feature_model), plan.precision,
+                _layers_of(_inference_model(head.feature_model)), plan.precision,
             ),
             [*head.feature_model.variables, *head.dense.variables],
             [((None, *head.feature_model.inputs[0].shape[1:]), "float32")],
@@ -1101,13 +1042,14 @@ def _grad_cam_head(keras_model: keras.Model, layer: str | None) -> _GradCAMHead:
 
 def _grad_network(head: _GradCAMHead, images: Any) -> Any:
     """Stage 1, the network: images → target-layer output ``A`` ``(B, h, w, k)``, float32."""
-    return keras.ops.cast(head.to_features(images, training=False), "float32")
+    features = _inference_model(head.to_features)(images, training=False)
+    return keras.ops.cast(features, "float32")
 
 
 def _grad_logits(head: _GradCAMHead, features: Any) -> Any:
     """Logits ``(B, C)`` from the target layer's output (the head after the cut)."""
     ops = keras.ops
-    pooled = ops.cast(head.to_pooled(features, training=False), "float32")
+    pooled = ops.cast(_inference_model(head.to_pooled)(features, training=False), "float32")
     logits = ops.matmul(pooled, ops.cast(head.dense.kernel, "float32"))
     if head.dense.bias is not None:
         logits = logits + ops.cast(head.dense.bias, "float32")
@@ -1182,7 +1124,7 @@ def _grad_programs(head: _GradCAMHead, plan: _Plan) -> tuple[Any, Any]:
         head.compiled[key] = _compile(
             functools.partial(
                 _traced, functools.partial(_grad_network, head),
-                _layers_of(head.to_features), plan.precision,
+                _layers_of(_inference_model(head.to_features)), plan.precision,
             ),
             head.to_features.variables,
             [((None, *head.to_features.inputs[0].shape[1:]), "float32")],
@@ -1192,7 +1134,7 @@ def _grad_programs(head: _GradCAMHead, plan: _Plan) -> tuple[Any, Any]:
         head.compiled[plan] = _compile(
             functools.partial(
                 _traced, functools.partial(_grad_weighting, head, plan),
-                _layers_of(head.to_pooled), plan.precision,
+                _layers_of(_inference_model(head.to_pooled)), plan.precision,
             ),
             [*head.to_pooled.variables, *head.dense.variables],
             [((None, None, None, channels), "float32"), ((None, None), "int64")],

@@ -1,0 +1,292 @@
+"""Walk and rebuild Keras Functional graphs: inline nested models, fold BatchNorm into convolutions.
+
+Used by the CAM engine (:mod:`helpers.cam`); :func:`fold_batch_norm` is public.
+
+**Folding.** At inference a ``BatchNormalization`` layer is a fixed per-channel affine map,
+``y = γ (x − μ) / √(σ² + ε) + β``, with its moving mean ``μ`` and variance ``σ²``. When ``x`` is the
+output of a convolution ``x = W ∗ z + b`` with no activation in between, and nothing else reads
+``x``, the two collapse into one convolution with the kernel and bias
+
+    s = γ / √(σ² + ε),   W' = W · s   (per output channel),   b' = (b − μ) · s + β,
+
+so the network skips one pass of two element-wise operations over every such activation tensor.
+On two CPU cores this makes the ResNet-50 and EfficientNet-Lite0 forward passes about 10 % and
+30 % faster (``benchmarks/bench_cam.py``); the outputs agree with the unfolded model to float32
+rounding (a relative difference around 1e-6).
+
+The folded model **shares** the original layers' variables: ``W'`` and ``b'`` are computed from
+them inside every call (a negligible cost, one multiply per weight), so a model that is trained
+further is seen as it is now. It is an inference graph: whatever ``training`` is passed, folded
+layers use the moving statistics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import keras
+
+__all__ = ["fold_batch_norm", "count_folded"]
+
+#: Convolutions whose output channels a BatchNormalization can be folded into.
+_CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+
+
+def _producer(tensor: Any) -> tuple[Any, Any, int]:
+    """(operation, node, output index) that produced a symbolic tensor; (None, None, 0) at inputs."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None or history.operation is None:
+        return None, None, 0
+    operation = history.operation
+    if isinstance(operation, keras.layers.InputLayer):
+        return None, None, 0
+    return operation, operation._inbound_nodes[history.node_index], history.tensor_index
+
+
+def _graph_endpoints(model: Any) -> tuple[list[Any], list[Any]] | None:
+    """Symbolic inputs and outputs of a Functional/Sequential model; None for other models."""
+    if not isinstance(model, keras.Model):
+        return None
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or not outputs:
+        return None
+    inputs, outputs = list(keras.tree.flatten(inputs)), list(keras.tree.flatten(outputs))
+    if not all(getattr(t, "_keras_history", None) is not None for t in outputs):
+        return None
+    return inputs, outputs
+
+
+def _describe(operation: Any) -> str:
+    return f"{type(operation).__name__} {getattr(operation, 'name', '?')!r}"
+
+
+def _topological_nodes(outputs: list[Any]) -> list[tuple[Any, Any]]:
+    """(operation, node) pairs needed for ``outputs``, inputs first (iterative DFS)."""
+    order: list[tuple[Any, Any]] = []
+    done: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(t, False) for t in reversed(outputs)]
+    while stack:
+        tensor, expanded = stack.pop()
+        operation, node, _ = _producer(tensor)
+        if node is None or id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append((operation, node))
+            continue
+        stack.append((tensor, True))
+        for parent in node.arguments.keras_tensors:
+            parent_op, parent_node, _ = _producer(parent)
+            if parent_node is not None and id(parent_node) not in done:
+                stack.append((parent, False))
+    return order
+
+
+# --------------------------------------------------------------------------------------------
+# Folding BatchNormalization into the convolution before it
+# --------------------------------------------------------------------------------------------
+
+
+class FoldedConvBatchNorm(keras.layers.Layer):
+    """A convolution followed by an inference-mode BatchNormalization, computed as one convolution.
+
+    Holds the two original layers (their variables are shared, not copied) and computes the
+    folded kernel and bias from their current values in every call, in float32; the convolution
+    then runs in the convolution layer's compute dtype, so Keras mixed precision applies as it
+    would to the unfolded pair.
+    """
+
+    def __init__(self, conv: Any, batch_norm: Any, **kwargs: Any) -> None:
+        # float32, autocast=False: the variables are read as float32 even inside a
+        # mixed-precision model; the convolution itself runs in conv.compute_dtype.
+        super().__init__(name=f"{batch_norm.name}_folded", dtype="float32", autocast=False, **kwargs)
+        self.conv = conv
+        self.batch_norm = batch_norm
+
+    def folded_weights(self) -> tuple[Any, Any]:
+        """``(W', b')`` as float32 tensors: the kernel scaled per output channel, and the bias."""
+        ops = keras.ops
+        conv, norm = self.conv, self.batch_norm
+        scale = ops.rsqrt(ops.cast(norm.moving_variance, "float32") + norm.epsilon)
+        if norm.gamma is not None:
+            scale = scale * ops.cast(norm.gamma, "float32")
+        shift = -ops.cast(norm.moving_mean, "float32") * scale
+        if conv.use_bias:
+            shift = shift + ops.cast(conv.bias, "float32") * scale
+        if norm.beta is not None:
+            shift = shift + ops.cast(norm.beta, "float32")
+        kernel = ops.cast(conv.kernel, "float32")
+        if isinstance(conv, _DEPTHWISE):  # (..., in, multiplier): output channel = in·m + j
+            scale = ops.reshape(scale, tuple(kernel.shape[-2:]))
+        return kernel * scale, shift
+
+    def call(self, inputs: Any) -> Any:
+        ops = keras.ops
+        conv = self.conv
+        dtype = conv.compute_dtype
+        kernel, shift = self.folded_weights()
+        inputs, kernel, shift = ops.cast(inputs, dtype), ops.cast(kernel, dtype), ops.cast(shift, dtype)
+        if isinstance(conv, _DEPTHWISE):
+            outputs = ops.depthwise_conv(
+                inputs,
+                kernel,
+                strides=conv.strides,
+                padding=conv.padding,
+                dilation_rate=conv.dilation_rate,
+                data_format=conv.data_format,
+            )
+        else:
+            outputs = conv.convolution_op(inputs, kernel)
+        channels_last = conv.data_format == "channels_last"
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # BiasAdd (not AddV2) lets TensorFlow's graph optimiser fuse it, and a following
+            # ReLU, into the convolution on CPU (oneDNN).
+            return tf.nn.bias_add(outputs, shift, data_format="N...C" if channels_last else "NC...")
+        rank = len(outputs.shape) - 2
+        shape = (1,) * (rank + 1) + (-1,) if channels_last else (1, -1) + (1,) * rank
+        return outputs + ops.reshape(shift, shape)
+
+    def compute_output_spec(self, inputs: Any) -> Any:
+        shape = self.conv.compute_output_shape(inputs.shape)
+        return keras.KerasTensor(shape, dtype=self.conv.compute_dtype)
+
+
+def _foldable(operation: Any, node: Any, uses: Counter[int]) -> tuple[Any, Any] | None:
+    """``(conv layer, conv input tensor)`` if ``operation`` (at ``node``) is a BatchNormalization
+    that can be folded into the convolution producing its input; otherwise None."""
+    if type(operation) is not keras.layers.BatchNormalization:
+        return None
+    tensors = node.arguments.keras_tensors
+    if len(tensors) != 1 or node.arguments.kwargs.get("mask") is not None:
+        return None
+    (tensor,) = tensors
+    conv, conv_node, _ = _producer(tensor)
+    if type(conv) not in _CONVOLUTIONS + _DEPTHWISE or uses[id(tensor)] != 1:
+        return None  # not a plain convolution, or its output is also read elsewhere
+    if conv.activation not in (None, keras.activations.linear):
+        return None  # conv → activation → BN is not an affine chain
+    if getattr(conv, "quantization_mode", None) is not None or conv.dtype_policy.name not in (
+        "float32",
+        "mixed_float16",
+        "mixed_bfloat16",
+    ):
+        return None
+    ndim = len(tensor.shape)
+    channel_axis = ndim - 1 if conv.data_format == "channels_last" else 1
+    if operation.axis % ndim != channel_axis:
+        return None
+    conv_inputs = conv_node.arguments.keras_tensors
+    if len(conv_inputs) != 1:
+        return None
+    return conv, conv_inputs[0]
+
+
+def _rebuild(model: keras.Model, new_inputs: list[Any], fold: bool) -> list[Any]:
+    """Re-call every leaf layer of ``model`` on ``new_inputs``, descending into nested models;
+    with ``fold``, BatchNormalization layers after convolutions become :class:`FoldedConvBatchNorm`.
+
+    Returns the new symbolic outputs. Layers are called again (same objects, shared weights).
+    """
+    endpoints = _graph_endpoints(model)
+    if endpoints is None:  # an opaque (subclassed) model: call it whole
+        return list(keras.tree.flatten(model(*new_inputs)))
+    inputs, outputs = endpoints
+    if len(inputs) != len(new_inputs):
+        raise ValueError(f"model {model.name!r} takes {len(inputs)} inputs, got {len(new_inputs)}")
+    memo: dict[int, Any] = {id(old): new for old, new in zip(inputs, new_inputs)}
+
+    def substitute(value: Any) -> Any:
+        if isinstance(value, keras.KerasTensor):
+            if id(value) not in memo:
+                raise ValueError(
+                    f"model {model.name!r}: tensor {value.name} is not connected to its inputs"
+                )
+            return memo[id(value)]
+        return value
+
+    nodes = _topological_nodes(outputs)
+    uses: Counter[int] = Counter(id(t) for _, node in nodes for t in node.arguments.keras_tensors)
+    uses.update(id(t) for t in outputs)
+    for operation, node in nodes:
+        pair = _foldable(operation, node, uses) if fold else None
+        if pair is not None:
+            conv, conv_input = pair
+            results = [FoldedConvBatchNorm(conv, operation)(substitute(conv_input))]
+        else:
+            args = keras.tree.map_structure(substitute, node.arguments.args)
+            kwargs = keras.tree.map_structure(substitute, node.arguments.kwargs)
+            if _graph_endpoints(operation) is not None:
+                flat = [a for a in keras.tree.flatten(args) if isinstance(a, keras.KerasTensor)]
+                results = _rebuild(operation, flat, fold)
+            else:
+                results = list(keras.tree.flatten(operation(*args, **kwargs)))
+        for old, new in zip(node.outputs, results):
+            memo[id(old)] = new
+    # A folded pair leaves its convolution's output unused; it is not part of the new graph.
+    return [substitute(t) for t in outputs]
+
+
+def _new_inputs(inputs: list[Any]) -> list[Any]:
+    return [
+        keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype, name=f"input_{i}")
+        for i, t in enumerate(inputs)
+    ]
+
+
+def fold_batch_norm(model: keras.Model) -> keras.Model:
+    """An inference copy of ``model`` with each BatchNormalization folded into its convolution.
+
+    The CAM engine runs every network through this (see the module docstring for the algebra).
+    A BatchNormalization is folded when its input is the output of a ``Conv1D``/``Conv2D``/
+    ``Conv3D``/``DepthwiseConv1D``/``DepthwiseConv2D`` with no activation, that output is read by
+    nothing else, and it normalises the channel axis. Nested Functional/Sequential models are
+    inlined, so pretrained bases are folded too.
+
+    Parameters
+    ----------
+    model
+        A Keras Functional or Sequential model (built).
+
+    Returns
+    -------
+    keras.Model
+        Same inputs and outputs, sharing the layers and variables of ``model``; call it with
+        ``training=False`` (it always computes inference). ``model`` itself is returned when
+        nothing can be folded. :func:`count_folded` tells how many pairs were folded.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``model`` is not a Keras model with a layer graph (a subclassed model, or a Sequential
+        that was never built).
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"fold_batch_norm needs a keras.Model, got {type(model).__name__}")
+    endpoints = _graph_endpoints(model)
+    if endpoints is None:
+        raise ValueError(
+            f"{type(model).__name__} {model.name!r} has no layer graph to fold (a subclassed "
+            "model, or a Sequential that was never built); build it with keras.Input, or call "
+            "it once on data"
+        )
+    inputs, outputs = endpoints
+    new_inputs = _new_inputs(inputs)
+    new_outputs = _rebuild(model, new_inputs, fold=True)
+    folded = keras.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0],
+        new_outputs if len(new_outputs) > 1 else new_outputs[0],
+        name=f"{model.name}_folded",
+    )
+    return folded if count_folded(folded) else model
+
+
+def count_folded(model: keras.Model) -> int:
+    """How many convolution + BatchNormalization pairs ``model`` computes as one convolution."""
+    return sum(isinstance(layer, FoldedConvBatchNorm) for layer in model.layers)
