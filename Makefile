@@ -17,9 +17,10 @@ BENCH_WAIT ?= 600
 KERNEL := gap-cam
 
 # Offline and quiet by default: tests never touch the network, TensorFlow keeps its logs to itself.
+# (Tests draw with Matplotlib's Agg backend: tests/conftest.py. JupyterLab and the saved notebooks
+# must not inherit a MPLBACKEND, or kernels skip their inline backend and show no figures.)
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
-export MPLBACKEND ?= Agg
 
 .PHONY: help setup lab test test-unit test-jax test-notebooks model kernel execute-notebooks \
   bench clean
@@ -55,7 +56,8 @@ kernel: $(STAMP)
 # Root (containers) must say --allow-root; LAB_ARGS passes more options, e.g. LAB_ARGS=--no-browser
 LAB_ARGS ?=
 lab: setup kernel
-	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  $(LAB_ARGS)
 
 test: setup
 	GAPCAM_OFFLINE=1 $(BIN)/python -m pytest tests/ notebooks/ --nbval-lax --nbval-current-env \
@@ -75,7 +77,7 @@ test-notebooks: setup
 # Re-execute every notebook from a clean kernel and save its outputs (what gets committed).
 execute-notebooks: setup
 	cd notebooks && for nb in [0-9][0-9]_*.ipynb; do \
-	  GAPCAM_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  env -u MPLBACKEND GAPCAM_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
 
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)

@@ -259,7 +259,8 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     keras.Model
         Same inputs and outputs, sharing the layers and variables of ``model``; call it with
         ``training=False`` (it always computes inference). ``model`` itself is returned when
-        nothing can be folded. :func:`count_folded` tells how many pairs were folded.
+        nothing can be folded. :func:`count_folded` tells how many pairs were folded. It is a
+        graph for running in this session: save, fine-tune or convert ``model``, not this copy.
 
     Raises
     ------

@@ -78,3 +78,27 @@ def test_notebook_skeleton_and_clean_outputs(path):
     assert counts == list(range(1, len(counts) + 1)), "outputs are not from one clean run"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, "a committed output is an error"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_notebooks_show_their_figures(path):
+    """Every cell that calls plt.show() unconditionally (not indented: not the online-only
+    branches) has a picture in its saved outputs: a notebook executed with MPLBACKEND=Agg (a
+    non-interactive backend) saves none, and readers would see empty cells."""
+    notebook = json.loads(path.read_text())
+    for index, cell in enumerate(notebook["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] != "code" or not re.search(r"^plt\.show\(\)", source, re.M):
+            continue
+        pictures = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert pictures, f"cell {index} calls plt.show() but its saved outputs hold no figure"
+
+
+def test_makefile_keeps_the_inline_backend_for_jupyter():
+    """make lab and make execute-notebooks start kernels without MPLBACKEND (ipykernel uses its
+    inline backend only when it is unset), and nothing exports one globally."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert not re.search(r"^export\s+MPLBACKEND", makefile, re.M)
+    for target in ("lab", "execute-notebooks"):
+        recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
+        assert recipe and "env -u MPLBACKEND" in recipe.group(1), target
