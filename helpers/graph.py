@@ -101,10 +101,11 @@ class FoldedConvBatchNorm(keras.layers.Layer):
     would to the unfolded pair.
     """
 
-    def __init__(self, conv: Any, batch_norm: Any, **kwargs: Any) -> None:
+    def __init__(self, conv: Any, batch_norm: Any, name: str | None = None, **kwargs: Any) -> None:
         # float32, autocast=False: the variables are read as float32 even inside a
         # mixed-precision model; the convolution itself runs in conv.compute_dtype.
-        super().__init__(name=f"{batch_norm.name}_folded", dtype="float32", autocast=False, **kwargs)
+        name = name or f"{batch_norm.name}_folded"
+        super().__init__(name=name, dtype="float32", autocast=False, **kwargs)
         self.conv = conv
         self.batch_norm = batch_norm
 
@@ -188,12 +189,26 @@ def _foldable(operation: Any, node: Any, uses: Counter[int]) -> tuple[Any, Any] 
     return conv, conv_inputs[0]
 
 
-def _rebuild(model: keras.Model, new_inputs: list[Any], fold: bool) -> list[Any]:
+def _unique_name(base: str, taken: set[str]) -> str:
+    name, index = base, 1
+    while name in taken:
+        index += 1
+        name = f"{base}_{index}"
+    taken.add(name)
+    return name
+
+
+def _rebuild(
+    model: keras.Model, new_inputs: list[Any], fold: bool, taken: set[str] | None = None
+) -> list[Any]:
     """Re-call every leaf layer of ``model`` on ``new_inputs``, descending into nested models;
     with ``fold``, BatchNormalization layers after convolutions become :class:`FoldedConvBatchNorm`.
 
     Returns the new symbolic outputs. Layers are called again (same objects, shared weights).
+    ``taken``: layer names already used in the new graph (folded layers get unique names, also
+    when one BatchNormalization layer follows several convolutions).
     """
+    taken = set() if taken is None else taken
     endpoints = _graph_endpoints(model)
     if endpoints is None:  # an opaque (subclassed) model: call it whole
         return list(keras.tree.flatten(model(*new_inputs)))
@@ -218,13 +233,14 @@ def _rebuild(model: keras.Model, new_inputs: list[Any], fold: bool) -> list[Any]
         pair = _foldable(operation, node, uses) if fold else None
         if pair is not None:
             conv, conv_input = pair
-            results = [FoldedConvBatchNorm(conv, operation)(substitute(conv_input))]
+            name = _unique_name(f"{operation.name}_folded", taken)
+            results = [FoldedConvBatchNorm(conv, operation, name=name)(substitute(conv_input))]
         else:
             args = keras.tree.map_structure(substitute, node.arguments.args)
             kwargs = keras.tree.map_structure(substitute, node.arguments.kwargs)
             if _graph_endpoints(operation) is not None:
                 flat = [a for a in keras.tree.flatten(args) if isinstance(a, keras.KerasTensor)]
-                results = _rebuild(operation, flat, fold)
+                results = _rebuild(operation, flat, fold, taken)
             else:
                 results = list(keras.tree.flatten(operation(*args, **kwargs)))
         for old, new in zip(node.outputs, results):
@@ -279,7 +295,8 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
         )
     inputs, outputs = endpoints
     new_inputs = _new_inputs(inputs)
-    new_outputs = _rebuild(model, new_inputs, fold=True)
+    taken = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
+    new_outputs = _rebuild(model, new_inputs, fold=True, taken=taken)
     folded = keras.Model(
         new_inputs if len(new_inputs) > 1 else new_inputs[0],
         new_outputs if len(new_outputs) > 1 else new_outputs[0],

@@ -173,3 +173,23 @@ def test_folding_happens_before_tracing(caplog):
     with caplog.at_level(logging.WARNING, logger="tensorflow"):
         cam._compiled_call(model)(np.zeros((1, 8, 8, 3), "float32"))
     assert "AutoGraph" not in caplog.text
+
+
+def test_one_batch_norm_layer_after_two_convolutions_folds_twice():
+    """A BatchNormalization layer shared by two branches gives two folded layers (unique names),
+    each with its own convolution."""
+    keras.utils.set_random_seed(10)
+    shared = _bn("shared_bn")
+    inputs = keras.Input((10, 10, 2))
+    left = shared(keras.layers.Conv2D(4, 3, padding="same", name="left")(inputs))
+    right = shared(keras.layers.Conv2D(4, 1, name="right")(inputs))
+    model = keras.Model(inputs, keras.layers.Add()([left, right]))
+    _randomize_batch_norm(model, seed=11)
+    folded = graph.fold_batch_norm(model)
+    names = sorted(l.name for l in folded.layers if isinstance(l, graph.FoldedConvBatchNorm))
+    assert names == ["shared_bn_folded", "shared_bn_folded_2"]
+    x = np.random.default_rng(12).normal(size=(2, 10, 10, 2)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(folded(x)), keras.ops.convert_to_numpy(model(x)),
+        rtol=1e-4, atol=1e-5,
+    )
