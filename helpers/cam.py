@@ -767,6 +767,20 @@ def _call_referenced(reference: Any, batch: Any) -> Any:
     return _inference_model(reference())(batch, training=False)
 
 
+def _network_program(
+    network: Any, model: keras.Model, extra_variables: list[Any], precision: str
+) -> Any:
+    """Stage 1 of CAM and Grad-CAM, compiled: ``network(images)``, which runs ``model``'s folded
+    inference graph (:func:`_inference_model`) in ``precision``; ``extra_variables`` are the
+    other variables it reads (e.g. the Dense head's)."""
+    layers = _layers_of(_inference_model(model))  # folded now, eagerly, not while tracing
+    return _compile(
+        functools.partial(_traced, network, layers, precision),
+        [*model.variables, *extra_variables],
+        [((None, *model.inputs[0].shape[1:]), "float32")],
+    )
+
+
 def _run_feature_model(feature_model: keras.Model, batch: np.ndarray, program: Any = None) -> Any:
     """The network call. Tests count calls to this.
 
@@ -854,13 +868,9 @@ def _cam_programs(head: CAMHead, plan: _Plan) -> tuple[Any, Any]:
     """(network, weighting) compiled programs for one head and plan, built once and cached."""
     key = ("network", plan.precision)
     if key not in head._programs:
-        head._programs[key] = _compile(
-            functools.partial(
-                _traced, functools.partial(_cam_network, head),
-                _layers_of(_inference_model(head.feature_model)), plan.precision,
-            ),
-            [*head.feature_model.variables, *head.dense.variables],
-            [((None, *head.feature_model.inputs[0].shape[1:]), "float32")],
+        head._programs[key] = _network_program(
+            functools.partial(_cam_network, head), head.feature_model, head.dense.variables,
+            plan.precision,
         )
     if plan not in head._programs:
         channels = head.feature_shape[0] if head.channels_first else head.feature_shape[-1]
@@ -1121,13 +1131,8 @@ def _grad_programs(head: _GradCAMHead, plan: _Plan) -> tuple[Any, Any]:
     """(network, weighting) compiled programs for one Grad-CAM head and plan, cached."""
     key = ("network", plan.precision)
     if key not in head.compiled:
-        head.compiled[key] = _compile(
-            functools.partial(
-                _traced, functools.partial(_grad_network, head),
-                _layers_of(_inference_model(head.to_features)), plan.precision,
-            ),
-            head.to_features.variables,
-            [((None, *head.to_features.inputs[0].shape[1:]), "float32")],
+        head.compiled[key] = _network_program(
+            functools.partial(_grad_network, head), head.to_features, [], plan.precision
         )
     if plan not in head.compiled:
         channels = head.to_features.outputs[0].shape[-1]

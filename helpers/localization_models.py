@@ -29,7 +29,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers.cam import CAMResult, _resolve_classes, upsample_maps
+from helpers.cam import CAMResult, _resolve_classes, _run_feature_model, upsample_maps
+from helpers.graph import _describe, _producer
 from helpers.localization import LocalizationReport, localization_report
 
 __all__ = ["POOLING_METHODS", "find_pooling_head", "global_pooling_cams", "evaluate_localization"]
@@ -42,20 +43,6 @@ POOLING_METHODS = {
 
 
 _HEADS: weakref.WeakKeyDictionary[keras.Model, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
-
-
-def _producer_of(model: keras.Model, tensor: Any) -> keras.layers.Layer | None:
-    """The layer of ``model`` whose (first) output is ``tensor``; None for the input."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        try:
-            output = layer.output
-        except (AttributeError, ValueError):  # a layer used several times has no single output
-            continue
-        if output is tensor:
-            return layer
-    return None
 
 
 def find_pooling_head(
@@ -95,15 +82,15 @@ def find_pooling_head(
     outputs = list(keras.tree.flatten(model.outputs)) if model.outputs else []
     if len(model.inputs or []) != 1 or len(outputs) != 1:
         raise ValueError(f"model {model.name!r} needs one input and one output")
-    dense = _producer_of(model, outputs[0])
+    dense, dense_node, _ = _producer(outputs[0])
     if not isinstance(dense, keras.layers.Dense):
-        found = "the input" if dense is None else f"{type(dense).__name__} {dense.name!r}"
+        found = "the input" if dense is None else _describe(dense)
         raise ValueError(
             f"model {model.name!r}: the output comes from {found}, not from a Dense layer"
         )
-    pooling = _producer_of(model, dense.input)
+    pooling, pooling_node, _ = _producer(dense_node.arguments.keras_tensors[0])
     if type(pooling) not in POOLING_METHODS:
-        found = "the input" if pooling is None else f"{type(pooling).__name__} {pooling.name!r}"
+        found = "the input" if pooling is None else _describe(pooling)
         raise ValueError(
             f"model {model.name!r}: Dense {dense.name!r} receives {found}, not a "
             "GlobalAveragePooling2D or GlobalMaxPooling2D layer"
@@ -112,7 +99,8 @@ def find_pooling_head(
         raise ValueError(
             f"{pooling.name!r} pools a channels_first map; only channels_last is supported"
         )
-    feature_model = keras.Model(model.inputs[0], pooling.input, name=f"{model.name}_features")
+    features = pooling_node.arguments.keras_tensors[0]
+    feature_model = keras.Model(model.inputs[0], features, name=f"{model.name}_features")
     _HEADS[model] = (feature_model, pooling, dense)  # built once: predict traces once per model
     return feature_model, pooling, dense
 
@@ -171,11 +159,11 @@ def global_pooling_cams(
         raise ValueError(f"images must be a batch (B, H, W, C), got shape {batch.shape}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    # Direct calls in inference mode (no `predict`): nothing is traced, whatever the batch sizes.
+    # The engine's compiled forward pass (helpers.cam), one program per feature model.
     features = np.concatenate([
-        keras.ops.convert_to_numpy(feature_model(batch[start : start + batch_size], training=False))
+        _run_feature_model(feature_model, batch[start : start + batch_size])
         for start in range(0, len(batch), batch_size)
-    ]).astype(np.float32)
+    ])
     kernel = keras.ops.convert_to_numpy(dense.kernel).astype(np.float32)  # (k, C)
     bias = (
         np.zeros(kernel.shape[1], np.float32)
@@ -194,7 +182,7 @@ def global_pooling_cams(
         input_size=(int(batch.shape[1]), int(batch.shape[2])),
         class_names=tuple(f"class {i}" for i in range(kernel.shape[1])),
         method=method,
-        layer=getattr(_producer_of(model, pooling.input), "name", "input"),
+        layer=getattr(_producer(feature_model.outputs[0])[0], "name", "input"),
         bias=bias[class_ids],
     )
 
