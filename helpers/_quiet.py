@@ -4,12 +4,15 @@ TensorFlow 2.20+ writes lines such as "oneDNN custom operations are on", "Could 
 drivers" or "failed call to cuInit" from C++ straight to file descriptor 2, before its logging is
 initialised and ignoring ``TF_CPP_MIN_LOG_LEVEL`` (tensorflow/tensorflow#100442). In Jupyter they
 land in cell outputs. This module silences descriptor 2 only during the first ``import keras``
-and TensorFlow's device discovery; Python exceptions and warnings are unaffected. Set ``GAPCAM_TF_LOGS=1`` to see the lines.
+and TensorFlow's device discovery, and, on other backends, while seeding imports TensorFlow
+(``keras.utils.set_random_seed`` seeds TensorFlow too wherever it is installed). Python exceptions
+and warnings are unaffected. Set ``GAPCAM_TF_LOGS=1`` to see the lines.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -31,6 +34,25 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _tensorflow_to_import_quietly() -> bool:
+    return (
+        "tensorflow" not in sys.modules
+        and os.environ.get("GAPCAM_TF_LOGS") != "1"
+        and importlib.util.find_spec("tensorflow") is not None
+    )
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow, where it is installed and not imported yet, with its native start-up
+    logs silenced. For other backends: Keras imports TensorFlow when it seeds."""
+    if not _tensorflow_to_import_quietly():
+        return
+    with _native_stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 def import_keras_quietly() -> None:

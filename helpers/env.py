@@ -114,4 +114,7 @@ def set_seed(seed: int = 42) -> None:
     """Seed Python, NumPy and the Keras backend so runs are repeatable."""
     import keras
 
+    from helpers._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # Keras seeds TensorFlow too, wherever it is installed
     keras.utils.set_random_seed(seed)

@@ -1,0 +1,60 @@
+"""helpers.env: set-up helpers of every notebook's first cells, in fresh interpreters.
+
+TensorFlow writes start-up lines from C++ straight to descriptor 2 ("oneDNN custom operations
+are on", "Could not find cuda drivers"), which land in notebook outputs. `import helpers` hides
+them on the TensorFlow backend, and `helpers.set_seed` on the others, where Keras imports
+TensorFlow to seed it too. `GAPCAM_TF_LOGS=1` shows them: the control that keeps these tests
+honest on a TensorFlow that prints nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                reason="about TensorFlow's start-up lines")
+
+SETUP = """
+import sys
+import helpers
+helpers.set_seed(7)
+import numpy as np
+first = np.random.rand()
+helpers.set_seed(7)
+assert np.random.rand() == first, "set_seed must make NumPy repeat"
+assert "tensorflow" in sys.modules
+print("backend", __import__("keras").backend.backend())
+"""
+NATIVE_LINES = ("port.cc", "cudart_stub", "cpu_feature_guard", "absl::InitializeLog")
+
+
+def run_setup(backend: str, show_logs: bool) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"GAPCAM_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL"}}
+    env["KERAS_BACKEND"] = backend
+    if show_logs:
+        env["GAPCAM_TF_LOGS"] = "1"
+    return subprocess.run([sys.executable, "-c", SETUP], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.mark.parametrize("backend", [
+    "tensorflow",
+    pytest.param("jax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                                 reason="jax is not installed")),
+])
+def test_setup_hides_tensorflow_start_up_lines(backend):
+    shown = run_setup(backend, show_logs=True)
+    assert shown.returncode == 0, shown.stderr
+    if not any(line in shown.stderr for line in NATIVE_LINES):
+        pytest.skip("this TensorFlow prints no native start-up lines here")
+    quiet = run_setup(backend, show_logs=False)
+    assert quiet.returncode == 0, quiet.stderr
+    assert f"backend {backend}" in quiet.stdout
+    leaked = [line for line in quiet.stderr.splitlines() if any(n in line for n in NATIVE_LINES)]
+    assert not leaked, leaked
