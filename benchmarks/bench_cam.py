@@ -205,6 +205,56 @@ def measure_per_call(function: Callable[[int], Any], calls: int) -> dict[str, An
 # --------------------------------------------------------------------------------------------
 
 
+def multiply_adds(model: Any) -> int:
+    """Multiply-adds of one image through the model's layers that have a ``kernel``
+    (convolutions, depthwise convolutions, Dense; nested models included): the arithmetic
+    that dominates a CNN. Each output position costs the kernel's size."""
+    import math
+
+    total = 0
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if hasattr(layer, "layers"):  # a nested model
+            stack.extend(layer.layers)
+            continue
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        shape = tuple(layer.output.shape[1:])
+        positions = shape[1:] if getattr(layer, "data_format", None) == "channels_first" \
+            else shape[:-1]
+        total += math.prod(positions) * math.prod(kernel.shape)
+    return total
+
+
+def _summed_product(a: Any, b: Any) -> Any:
+    import keras
+
+    return keras.ops.sum(keras.ops.matmul(a, b))  # a scalar back: no n × n copy to the host
+
+
+def matmul_rates(sizes: list[int], repeats: int) -> dict[str, float]:
+    """GFLOP/s of a compiled float32 ``n × n`` matrix product on the backend's device, best of
+    ``repeats``: the rate a network bound by arithmetic can approach on this machine."""
+    import keras
+    import numpy as np
+
+    from helpers import cam
+
+    rates = {}
+    for n in sizes:
+        rng = np.random.default_rng(n)
+        a, b = (keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
+                for _ in range(2))
+        product = cam._compile(_summed_product, [], [((n, n), "float32")] * 2)
+        keras.ops.convert_to_numpy(product(a, b))  # compile
+        best = min(timed(lambda: keras.ops.convert_to_numpy(product(a, b)))
+                   for _ in range(repeats))
+        rates[str(n)] = 2 * n**3 / best / 1e9
+    return rates
+
+
 def photo_batch(count: int, size: tuple[int, int]) -> Any:
     """``count`` RGB uint8 images at ``size``: the seven sample photos, resized whole, with
     flips and shifts so that no two are the same."""
@@ -442,17 +492,24 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
         agreement["tf_keras_vis_vs_ours_grad_cam_relu_zoomed"] = correlation(
             tkv(classifier.preprocess(images[:1]), ours_grad.class_ids[:, 0], head.feature_layer),
             scipy.ndimage.zoom(grad_relu, factor, order=1))
+    macs = multiply_adds(model)
+    classify = min(measurements["classify"]["median_s"],
+                   measurements["classify_predict_on_batch"]["median_s"])
     return {"model": name, "weights": "imagenet (offline)" if name == "efficientnet_lite0"
             else "random" if name != "tiny_cnn" else "random (smoke model)",
+            "multiply_adds_per_image": macs,
+            "classify_gflops": 2 * macs * args.batch / classify / 1e9,
             "input_size": list(classifier.input_size), "feature_layer": head.feature_layer,
             "feature_shape": list(head.feature_shape), "num_classes": head.num_classes,
             "batch": args.batch,
             "measurements": measurements, "not_measured": unmeasured, "agreement": agreement}
 
 
-def goals_for(result: dict[str, Any]) -> list[dict[str, Any]]:
+def goals_for(result: dict[str, Any], matmul_gflops: float | None = None
+              ) -> list[dict[str, Any]]:
     """Each goal of issue 6 for one model: measured value, verdict, and the ceiling the
-    network itself sets (what a CAM costing nothing beyond classification would reach)."""
+    network itself sets (what a CAM costing nothing beyond classification would reach);
+    ``matmul_gflops``: the device's float32 matrix-product rate, for the notes."""
     m = result["measurements"]
     unmeasured = result["not_measured"]
     classify = min(m["classify"]["median_s"], m["classify_predict_on_batch"]["median_s"])
@@ -497,10 +554,19 @@ def goals_for(result: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{result['num_classes']} matrix product, {gflop:.1f} GFLOP, which alone "
                     f"takes {1000 * alone:.0f} ms = {alone / classify:.0%} of classifying the "
                     "batch with this light network")
+            if matmul_gflops:
+                floor = gflop / matmul_gflops
+                note += (f"; at this device's large-matrix rate ({matmul_gflops:.0f} "
+                         f"GFLOP/s) it would still take {1000 * floor:.0f} ms, "
+                         f"{floor / classify:.0%} of classifying")
         if not met and ceiling is not None and ceiling < target:
             note = (f"network-bound: the peer takes {ceiling:.1f}× the time of classifying "
                     "the image, so even a CAM costing nothing beyond classification would "
                     f"be only {ceiling:.1f}× faster")
+            if "classify_gflops" in result and matmul_gflops:
+                note += (f"; classification itself runs at {result['classify_gflops']:.0f} "
+                         "GFLOP/s and this device multiplies large float32 matrices at "
+                         f"{matmul_gflops:.0f}")
         elif not met and ceiling is not None:
             note = (f"our overhead beyond classification: {ours_cam / classify_per_image:.2f}× "
                     f"(CAM), {ours_grad / classify_per_image:.2f}× (grad_cam)")
@@ -602,14 +668,18 @@ LABELS = {
 
 
 def markdown_tables(report: dict[str, Any]) -> str:
-    lines = []
+    rates = report["machine"].get("matmul_float32_gflops") or {}
+    lines = ["float32 matrix product on this device (compiled, its fastest call): " + ", ".join(
+        f"{n} × {n}: {rate:.0f} GFLOP/s" for n, rate in rates.items())] if rates else []
     for result in report["models"]:
         m = result["measurements"]
         classify = min(m["classify"]["median_s"], m["classify_predict_on_batch"]["median_s"])
         lines += [f"\n**{result['model']}** ({result['weights']} weights, "
                   f"{result['input_size'][0]}×{result['input_size'][1]}, feature map "
                   f"{'×'.join(map(str, result['feature_shape']))} at `{result['feature_layer']}`)"
-                  f", batch of {result['batch']}, median of {report['settings']['repeats']}\n",
+                  f", batch of {result['batch']}, median of {report['settings']['repeats']}; "
+                  f"{result['multiply_adds_per_image'] / 1e9:.3g} billion multiply-adds per "
+                  f"image (kernels), classified at {result['classify_gflops']:.0f} GFLOP/s\n",
                   "| method | images/call | median s/call | ms/image | × classification |",
                   "|---|---:|---:|---:|---:|"]
         for key, label in LABELS.items():
@@ -695,6 +765,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     backend = keras.backend.backend()
     machine = machine_info()
+    machine["matmul_float32_gflops"] = matmul_rates([256] if args.smoke else [2048, 4096],
+                                                    1 if args.smoke else 5)
+    matmul_gflops = max(machine["matmul_float32_gflops"].values())
     print(f"backend {backend}, device {machine['device']['platform']} "
           f"({machine['device']['kind']}), {machine['cpu_count']} CPUs, load {load_start}",
           flush=True)
@@ -707,7 +780,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             traceback.print_exc()
             continue
         results.append(result)
-        goals += goals_for(result)
+        goals += goals_for(result, matmul_gflops)
     report: dict[str, Any] = {
         "schema": 1,
         "command": " ".join([f"KERAS_BACKEND={backend}", python_path(), *sys.argv]),

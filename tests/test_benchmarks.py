@@ -94,3 +94,36 @@ def test_gpu_throughput_section(smoke_report):
     for row in rows:
         assert "error" not in row, row.get("error")
         assert row["end_to_end_images_per_s"] > 0 and row["engine_images_per_s"] > 0
+
+
+def test_arithmetic_is_counted(smoke_report):
+    (result,) = smoke_report["models"]
+    # tiny_cnn: 3×3 convolutions 3 → 8 at 32 × 32 and 8 → 16 at 8 × 8, then Dense 16 → 10
+    assert result["multiply_adds_per_image"] == 32 * 32 * 9 * 3 * 8 + 8 * 8 * 9 * 8 * 16 + 160
+    m = result["measurements"]
+    classify = min(m["classify"]["median_s"], m["classify_predict_on_batch"]["median_s"])
+    assert result["classify_gflops"] == pytest.approx(
+        2 * result["multiply_adds_per_image"] * result["batch"] / classify / 1e9)
+    rates = smoke_report["machine"]["matmul_float32_gflops"]
+    assert list(rates) == ["256"] and rates["256"] > 0
+    assert "256 × 256:" in smoke_report["markdown"]
+    assert "classified at" in smoke_report["markdown"]
+
+
+def test_multiply_adds_of_nested_depthwise_and_channels_first_layers(bench_cam):
+    import keras
+
+    inner = keras.Sequential([
+        keras.Input((16, 16, 4)),
+        keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),  # 16·16·9·4·2
+        keras.layers.Conv2D(6, 1, strides=2, groups=2),  # 8·8·(1·1·4·6)
+    ])
+    image = keras.Input((16, 16, 4))
+    x = inner(image)
+    x = keras.layers.Permute((3, 1, 2))(x)  # (6, 8, 8)
+    x = keras.layers.Conv2D(5, 3, data_format="channels_first")(x)  # 6·6·(3·3·6·5)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(7)(x)  # 180·7
+    model = keras.Model(image, outputs)
+    expected = 16 * 16 * 9 * 4 * 2 + 8 * 8 * 4 * 6 + 6 * 6 * 9 * 6 * 5 + 180 * 7
+    assert bench_cam.multiply_adds(model) == expected
