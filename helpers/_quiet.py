@@ -50,9 +50,15 @@ def import_tensorflow_quietly() -> None:
     if not _tensorflow_to_import_quietly():
         return
     with _native_stderr_silenced():
-        import tensorflow as tf
+        _discover_tensorflow()
 
-        tf.config.list_physical_devices()
+
+def _discover_tensorflow() -> None:
+    """Import TensorFlow and run its device discovery, which logs too ("failed call to cuInit"
+    where a CUDA runtime but no driver is installed): call it while descriptor 2 is silenced."""
+    import tensorflow as tf
+
+    tf.config.list_physical_devices()
 
 
 def import_keras_quietly() -> None:
@@ -67,8 +73,4 @@ def import_keras_quietly() -> None:
     with _native_stderr_silenced():
         import keras  # noqa: F401
 
-        import tensorflow as tf
-
-        # Device discovery logs too ("failed call to cuInit" where a CUDA runtime but no driver
-        # is installed): do it now, once, while descriptor 2 is silenced.
-        tf.config.list_physical_devices()
+        _discover_tensorflow()

@@ -39,7 +39,7 @@ import functools
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
@@ -753,11 +753,9 @@ def _compiled_call(model: keras.Model) -> Any:
     pass of the folded inference graph: the benchmark's classification baseline uses it too)."""
     function = _COMPILED.get(model)
     if function is None:
-        _inference_model(model)  # folded now, eagerly: not while the program is being traced
         reference = weakref.ref(model)  # the cache must not keep its key alive
-        shape = (None, *model.inputs[0].shape[1:])
-        function = _compile(
-            functools.partial(_call_referenced, reference), model.variables, [(shape, "float32")]
+        function = _network_program(
+            functools.partial(_call_referenced, reference), model, [], "float32"
         )
         _COMPILED[model] = function
     return function
@@ -849,16 +847,21 @@ def _cam_weighting(head: CAMHead, plan: _Plan, features: Any, logits: Any, class
     and optionally one bilinear resize; on the device, after stage 1 without a round trip."""
     ops = keras.ops
     kernel = ops.cast(head.dense.kernel, "float32")  # (k, C)
-    outputs = {}
     if plan.classes == "all":  # one matrix for all images
-        low_res = ops.einsum("bhwk,kc->bchw", features, kernel)
-    else:  # per-image class weights (B, K, k)
-        if plan.classes == "top":
-            class_ids = _top_classes(logits, plan.count)
-            outputs["class_ids"] = class_ids
-        weights = ops.take(ops.transpose(kernel), class_ids, axis=0)
-        low_res = ops.einsum("bhwk,bck->bchw", features, weights)
-    outputs["low_res"] = low_res
+        return _weighting_outputs(plan, ops.einsum("bhwk,kc->bchw", features, kernel), None)
+    if plan.classes == "top":
+        class_ids = _top_classes(logits, plan.count)
+    weights = ops.take(ops.transpose(kernel), class_ids, axis=0)  # per image (B, K, k)
+    return _weighting_outputs(plan, ops.einsum("bhwk,bck->bchw", features, weights), class_ids)
+
+
+def _weighting_outputs(plan: _Plan, low_res: Any, class_ids: Any, **extra: Any) -> dict[str, Any]:
+    """What a weighting program returns, for CAM and Grad-CAM alike: the maps at feature
+    resolution, the class ids it chose (``"top"`` plans), and the maps resized in the program
+    (plans with a ``size``)."""
+    outputs = {"low_res": low_res, **extra}
+    if plan.classes == "top":
+        outputs["class_ids"] = class_ids
     if plan.size is not None:
         outputs["maps"] = _upsample_in_program(low_res, plan.size)
     return outputs
@@ -872,9 +875,12 @@ def _cam_programs(head: CAMHead, plan: _Plan) -> tuple[Any, Any]:
             functools.partial(_cam_network, head), head.feature_model, head.dense.variables,
             plan.precision,
         )
-    if plan not in head._programs:
+    # The weighting reads float32 features whatever the network's precision: one program serves
+    # every precision of the same request.
+    weighting_key = replace(plan, precision="float32")
+    if weighting_key not in head._programs:
         channels = head.feature_shape[0] if head.channels_first else head.feature_shape[-1]
-        head._programs[plan] = _compile(
+        head._programs[weighting_key] = _compile(
             functools.partial(_cam_weighting, head, plan),
             head.dense.variables,
             [
@@ -883,7 +889,7 @@ def _cam_programs(head: CAMHead, plan: _Plan) -> tuple[Any, Any]:
                 ((None, None), "int64"),
             ],
         )
-    return head._programs[key], head._programs[plan]
+    return head._programs[key], head._programs[weighting_key]
 
 
 def class_activation_maps(
@@ -985,7 +991,7 @@ class _GradCAMHead:
     dense: keras.layers.Dense
     to_features: keras.Model  # images → A (B, h, w, k)
     to_pooled: keras.Model  # A → Dense input (B, d)
-    compiled: dict[Any, Any] = field(default_factory=dict)  # compiled programs, per plan
+    _programs: dict[Any, Any] = field(default_factory=dict)  # compiled programs, per plan
 
     @property
     def num_classes(self) -> int:
@@ -1119,24 +1125,19 @@ def _grad_weighting(head: _GradCAMHead, plan: _Plan, features: Any, class_ids: A
     alphas_of = _GRADIENT_BACKENDS[keras.backend.backend()]
     alphas, logits, ids = alphas_of(head, plan, features, class_ids)
     low_res = keras.ops.einsum("bhwk,bck->bchw", features, alphas)
-    outputs = {"logits": logits, "low_res": low_res}
-    if plan.classes == "top":
-        outputs["class_ids"] = ids
-    if plan.size is not None:
-        outputs["maps"] = _upsample_in_program(low_res, plan.size)
-    return outputs
+    return _weighting_outputs(plan, low_res, ids, logits=logits)
 
 
 def _grad_programs(head: _GradCAMHead, plan: _Plan) -> tuple[Any, Any]:
     """(network, weighting) compiled programs for one Grad-CAM head and plan, cached."""
     key = ("network", plan.precision)
-    if key not in head.compiled:
-        head.compiled[key] = _network_program(
+    if key not in head._programs:
+        head._programs[key] = _network_program(
             functools.partial(_grad_network, head), head.to_features, [], plan.precision
         )
-    if plan not in head.compiled:
+    if plan not in head._programs:
         channels = head.to_features.outputs[0].shape[-1]
-        head.compiled[plan] = _compile(
+        head._programs[plan] = _compile(
             functools.partial(
                 _traced, functools.partial(_grad_weighting, head, plan),
                 _layers_of(_inference_model(head.to_pooled)), plan.precision,
@@ -1144,7 +1145,7 @@ def _grad_programs(head: _GradCAMHead, plan: _Plan) -> tuple[Any, Any]:
             [*head.to_pooled.variables, *head.dense.variables],
             [((None, None, None, channels), "float32"), ((None, None), "int64")],
         )
-    return head.compiled[key], head.compiled[plan]
+    return head._programs[key], head._programs[plan]
 
 
 def grad_cam(

@@ -501,6 +501,11 @@ def test_network_is_compiled_once_per_model():
     assert len(head._programs) == 1 + 3  # and one small program per kind: top-1, top-2, all
     if keras.backend.backend() == "tensorflow":  # one trace serves every batch size
         assert head._programs[networks[0]].experimental_get_tracing_count() == 1
+    # Another precision needs its own network program, but the weighting reads float32
+    # features either way: the top-2 program is reused.
+    cam.class_activation_maps(model, _random_images((2, 16, 16, 3)), top_k=2,
+                              dtype="mixed_bfloat16")
+    assert len(head._programs) == 2 + 3
 
 
 def test_programs_read_the_current_weights():
