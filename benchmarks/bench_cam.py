@@ -37,6 +37,7 @@ several batch sizes and precisions (float32, mixed_bfloat16, mixed_float16).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -51,9 +52,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("GAPCAM_OFFLINE", "1")
 
 #: The goals of issue 6: (key, description, target, kind). "max": measured ≤ target;
 #: "min": measured ≥ target.
@@ -145,9 +143,8 @@ def device_info() -> dict[str, Any]:
     return {"platform": "unknown", "kind": backend, "count": 1, "is_gpu": False}
 
 
-def machine_info() -> dict[str, Any]:
-    import keras
-
+def machine_basics() -> dict[str, Any]:
+    """The machine, without importing Keras (time_notebooks.py records this too)."""
     return {
         "platform": platform.platform(),
         "cpu": cpu_model(),
@@ -155,6 +152,14 @@ def machine_info() -> dict[str, Any]:
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gib": memory_gib(),
         "python": platform.python_version(),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    import keras
+
+    return {
+        **machine_basics(),
         "keras_backend": keras.backend.backend(),
         "device": device_info(),
         "versions": {name: version_of(name) for name in (
@@ -211,13 +216,10 @@ def multiply_adds(model: Any) -> int:
     that dominates a CNN. Each output position costs the kernel's size."""
     import math
 
+    from helpers.architecture import iter_layers
+
     total = 0
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        if hasattr(layer, "layers"):  # a nested model
-            stack.extend(layer.layers)
-            continue
+    for layer in iter_layers(model):
         kernel = getattr(layer, "kernel", None)
         if kernel is None:
             continue
@@ -258,15 +260,12 @@ def matmul_rates(sizes: list[int], repeats: int) -> dict[str, float]:
 def photo_batch(count: int, size: tuple[int, int]) -> Any:
     """``count`` RGB uint8 images at ``size``: the seven sample photos, resized whole, with
     flips and shifts so that no two are the same."""
-    import keras
     import numpy as np
 
     import helpers
+    from helpers.models import _resize_batch  # what Classifier.preprocess resizes with
 
-    photos = []
-    for photo in helpers.sample_images().values():
-        resized = keras.ops.image.resize(np.asarray(photo, np.float32), size, antialias=True)
-        photos.append(np.clip(keras.ops.convert_to_numpy(resized), 0, 255).astype(np.uint8))
+    photos = _resize_batch(list(helpers.sample_images().values()), size).astype(np.uint8)
     batch = []
     for i in range(count):
         image = photos[i % len(photos)]
@@ -493,11 +492,12 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
             tkv(classifier.preprocess(images[:1]), ours_grad.class_ids[:, 0], head.feature_layer),
             scipy.ndimage.zoom(grad_relu, factor, order=1))
     macs = multiply_adds(model)
+    # Ratios divide by the faster of the two classification baselines.
     classify = min(measurements["classify"]["median_s"],
                    measurements["classify_predict_on_batch"]["median_s"])
     return {"model": name, "weights": "imagenet (offline)" if name == "efficientnet_lite0"
             else "random" if name != "tiny_cnn" else "random (smoke model)",
-            "multiply_adds_per_image": macs,
+            "multiply_adds_per_image": macs, "classify_s": classify,
             "classify_gflops": 2 * macs * args.batch / classify / 1e9,
             "input_size": list(classifier.input_size), "feature_layer": head.feature_layer,
             "feature_shape": list(head.feature_shape), "num_classes": head.num_classes,
@@ -512,7 +512,7 @@ def goals_for(result: dict[str, Any], matmul_gflops: float | None = None
     ``matmul_gflops``: the device's float32 matrix-product rate, for the notes."""
     m = result["measurements"]
     unmeasured = result["not_measured"]
-    classify = min(m["classify"]["median_s"], m["classify_predict_on_batch"]["median_s"])
+    classify = result["classify_s"]
     classify_per_image = classify / result["batch"]
     ours_cam = m["cam_top1_upsampled"]["per_image_s"]
     ours_grad = m["grad_cam_top1_upsampled"]["per_image_s"]
@@ -673,7 +673,7 @@ def markdown_tables(report: dict[str, Any]) -> str:
         f"{n} × {n}: {rate:.0f} GFLOP/s" for n, rate in rates.items())] if rates else []
     for result in report["models"]:
         m = result["measurements"]
-        classify = min(m["classify"]["median_s"], m["classify_predict_on_batch"]["median_s"])
+        classify = result["classify_s"]
         lines += [f"\n**{result['model']}** ({result['weights']} weights, "
                   f"{result['input_size'][0]}×{result['input_size'][1]}, feature map "
                   f"{'×'.join(map(str, result['feature_shape']))} at `{result['feature_layer']}`)"
@@ -755,6 +755,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_arguments(argv)
+    for name, value in (("KERAS_BACKEND", "tensorflow"), ("TF_CPP_MIN_LOG_LEVEL", "3"),
+                        ("GAPCAM_OFFLINE", "1")):
+        os.environ.setdefault(name, value)  # before the first import of Keras
     quiet = wait_for_quiet(args.wait_for_quiet, args.quiet_load) if args.wait_for_quiet else None
     load_start = load_average()
     started = time.time()
@@ -782,8 +785,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results.append(result)
         goals += goals_for(result, matmul_gflops)
     report: dict[str, Any] = {
-        "schema": 1,
-        "command": " ".join([f"KERAS_BACKEND={backend}", python_path(), *sys.argv]),
+        "command": " ".join([f"KERAS_BACKEND={backend}", python_path(), "benchmarks/bench_cam.py",
+                             *(sys.argv[1:] if argv is None else argv)]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "settings": {"smoke": args.smoke, "batch": args.batch, "repeats": args.repeats,
                      "seed_calls": args.seed_calls, "peer_calls": args.peer_calls,

@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ import nbformat
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cam import cpu_model, load_average, memory_gib, python_path, wait_for_quiet  # noqa: E402
+from bench_cam import load_average, machine_basics, python_path, wait_for_quiet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL_BUDGET_S = 300.0
@@ -137,9 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": " ".join([python_path(), "benchmarks/time_notebooks.py",
                              *(sys.argv[1:] if argv is None else argv)]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu": cpu_model(),
-                    "cpu_count": os.cpu_count(), "memory_gib": memory_gib(),
-                    "python": platform.python_version(),
+        "machine": {**machine_basics(),
                     "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow")},
         "load_average": {"start": load_start, "end": load_end, "quiet_wait": quiet},
         "repeats": arguments.repeats,

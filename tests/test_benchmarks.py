@@ -40,6 +40,9 @@ def test_machine_device_backend_and_load_are_recorded(smoke_report):
     load = smoke_report["load_average"]
     assert len(load["start"]) == 3 and len(load["end"]) == 3
     assert smoke_report["command"].startswith(f"KERAS_BACKEND={keras.backend.backend()}")
+    assert "benchmarks/bench_cam.py --smoke --output " in smoke_report["command"]  # its argv
+    assert smoke_report["command"].endswith("smoke.json")
+    assert smoke_report["date"][:2] == "20"
     assert smoke_report["settings"]["smoke"] is True and smoke_report["failures"] == {}
 
 
@@ -81,6 +84,8 @@ def test_goals_have_verdicts(smoke_report):
             assert goal["note"].startswith("not measured")
         else:
             assert goal["measured"] > 0
+            assert goal["met"] == (goal["measured"] <= goal["target"] if goal["kind"] == "max"
+                                   else goal["measured"] >= goal["target"])
     assert "| goal | model | target | measured | verdict |" in smoke_report["markdown"]
 
 

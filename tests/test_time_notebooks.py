@@ -24,7 +24,9 @@ def time_notebooks():
 def test_two_rounds_of_a_small_notebook(time_notebooks, tmp_path, monkeypatch):
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# a title"),
-        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell(  # kernels must draw with their inline backend
+            "import matplotlib\nassert 'inline' in matplotlib.get_backend(), "
+            "matplotlib.get_backend()"),
         nbformat.v4.new_code_cell("import time\ntime.sleep(0.3)"),
     ])
     path = tmp_path / "01_small.ipynb"
@@ -40,6 +42,7 @@ def test_two_rounds_of_a_small_notebook(time_notebooks, tmp_path, monkeypatch):
     assert [cell["cell"] for cell in result["cells"]] == [1, 2]  # code cells, by index
     sleep = result["slowest_cell"]
     assert sleep["cell"] == 2 and sleep["first_line"] == "import time"
+    assert result["cells"][0]["first_line"] == "import matplotlib"
     assert len(sleep["seconds"]) == 2 and min(sleep["seconds"]) >= 0.3
     assert min(sleep["seconds"]) <= sleep["median_seconds"] <= sleep["max_seconds"]
     assert report["slowest_cell_seconds"] == sleep["median_seconds"]
