@@ -1,0 +1,50 @@
+"""experiments/notebook04_protocols.py: the runs notebook 04 describes but does not run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def protocols():
+    spec = importlib.util.spec_from_file_location(
+        "notebook04_protocols", ROOT / "experiments/notebook04_protocols.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_its_notebook_run_is_the_notebooks_protocol(protocols):
+    notebook = json.loads((ROOT / "notebooks/04_weakly_supervised_localization.ipynb").read_text())
+    source = "\n".join("".join(cell["source"]) for cell in notebook["cells"]
+                       if cell["cell_type"] == "code")
+    seed, train_seed, test_seed, epochs, batch_size = protocols.RUNS["notebook"]
+    assert f"EPOCHS, BATCH_SIZE, LEARNING_RATE = {epochs}, {batch_size}, 3e-3" in source
+    assert protocols.LEARNING_RATE == 3e-3
+    assert f'make_digit_canvases(3000, split="train", seed={train_seed}' in source
+    assert f'make_digit_canvases(1000, split="test", seed={test_seed}' in source
+    assert f"poolings=POOLINGS, seed={seed})" in source and f"helpers.set_seed({seed})" in source
+    assert f"WIDTHS, POOLINGS = {protocols.WIDTHS}, {protocols.POOLINGS}" in source
+    options = ", ".join(f"{key}={value!r}".replace("'", '"')
+                        for key, value in protocols.CANVAS_OPTIONS.items())
+    assert options.replace("canvas_size=48", "canvas_size=CANVAS") in " ".join(source.split())
+
+
+def test_smoke_run_writes_every_score(protocols, tmp_path):
+    output = tmp_path / "protocols.json"
+    report = protocols.main(["--smoke", "--output", str(output)])
+    assert json.loads(output.read_text()) == json.loads(json.dumps(report, default=float))
+    assert list(report["runs"]) == ["notebook", "seed 43"]
+    for entry in report["runs"].values():
+        assert entry["epochs"] == 1 and set(entry["heads"]) == {"gap", "gmp"}
+        for scores in entry["heads"].values():
+            for key in ("classification", "top1", "gt_known", "max_box_acc", "pointing"):
+                assert 0.0 <= scores[key] <= 1.0, key
+            assert scores["median_box_over_true_area"] > 0
+    assert report["command"].endswith("--smoke --output " + str(output))
