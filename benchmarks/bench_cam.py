@@ -9,8 +9,8 @@ What is timed, for each model (ResNet-50 with random weights, the offline Effici
 on one batch of 32 RGB uint8 photos at 224 × 224, preprocessing included everywhere:
 
 * ``classify``: ``Classifier.preprocess`` + the compiled forward pass the engine uses
-  (``helpers.cam._compiled_call``: ``tf.function`` / ``jax.jit`` of the model with its
-  BatchNormalization layers folded into the convolutions, ``helpers.fold_batch_norm``); also
+  (``helpers._engine.compiled_forward``: ``tf.function`` / ``jax.jit`` of the model with its
+  BatchNormalization layers folded into the convolutions, ``helpers._engine.fold_batch_norm``); also
   Keras's own ``predict_on_batch`` of the unfolded model. The ratios divide by the faster of the
   two, so that folding makes classification faster too and "× classification" measures only
   what CAM adds.
@@ -242,14 +242,14 @@ def matmul_rates(sizes: list[int], repeats: int) -> dict[str, float]:
     import keras
     import numpy as np
 
-    from helpers import cam
+    from helpers import _engine
 
     rates = {}
     for n in sizes:
         rng = np.random.default_rng(n)
         a, b = (keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
                 for _ in range(2))
-        product = cam._compile(_summed_product, [], [((n, n), "float32")] * 2)
+        product = _engine.compile_function(_summed_product, [], [((n, n), "float32")] * 2)
         keras.ops.convert_to_numpy(product(a, b))  # compile
         best = min(timed(lambda: keras.ops.convert_to_numpy(product(a, b)))
                    for _ in range(repeats))
@@ -262,10 +262,16 @@ def photo_batch(count: int, size: tuple[int, int]) -> Any:
     flips and shifts so that no two are the same."""
     import numpy as np
 
-    import helpers
-    from helpers.models import _resize_batch  # what Classifier.preprocess resizes with
+    import keras
 
-    photos = _resize_batch(list(helpers.sample_images().values()), size).astype(np.uint8)
+    import helpers
+
+    # Resized whole, bilinear with antialiasing, as Classifier.preprocess resizes.
+    photos = np.stack([
+        np.clip(keras.ops.convert_to_numpy(keras.ops.image.resize(
+            photo.astype(np.float32), size, interpolation="bilinear", antialias=True)), 0, 255)
+        for photo in helpers.sample_images().values()
+    ]).astype(np.uint8)
     batch = []
     for i in range(count):
         image = photos[i % len(photos)]
@@ -404,13 +410,13 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     import keras
     import numpy as np
 
-    from helpers import cam
+    from helpers import _engine, cam
 
     classifier = load_model(name)
     images = photo_batch(args.batch, classifier.input_size)
     head = cam.find_cam_head(classifier)
     model = classifier.model
-    compiled_forward = cam._compiled_call(model)
+    compiled_forward = _engine.compiled_forward(model)
     backend = keras.backend.backend()
     tkv, tkv_reason = tf_keras_vis_gradcam(model)
     top1 = classifier.logits(images).argmax(axis=1)  # given to tf-keras-vis for free
@@ -429,12 +435,12 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     # The all-class weighting alone (stage 2: einsum at feature resolution, results to numpy),
     # on feature maps already computed and left on the device: what "all" adds to a forward pass.
-    network, weighting = cam._cam_programs(head, cam._Plan("all", head.num_classes, None,
-                                                           "float32"))
-    features, logits = network(classifier.preprocess(images))
+    network, weighting = _engine.programs(
+        cam.METHODS["cam"], classifier, _engine.Plan("all", head.num_classes, None, "float32"))
+    features = network(classifier.preprocess(images))
     no_ids = np.zeros((args.batch, 0), np.int64)
-    methods["cam_all_classes_weighting_only"] = lambda: cam._numpy(
-        weighting(features, logits, no_ids))
+    methods["cam_all_classes_weighting_only"] = lambda: _engine.to_numpy(
+        weighting(features, no_ids))
     if tkv is not None:
         methods["tf_keras_vis_gradcam"] = lambda: tkv(
             classifier.preprocess(images), top1, head.feature_layer)
@@ -594,7 +600,7 @@ def gpu_throughput(args: argparse.Namespace, device: dict[str, Any]) -> dict[str
     import keras
     import numpy as np
 
-    from helpers import cam
+    from helpers import _engine, cam
 
     section: dict[str, Any] = {"goal_images_per_s": GPU_GOAL_IMAGES_PER_S,
                                "model": "resnet50", "rows": []}
@@ -616,13 +622,13 @@ def gpu_throughput(args: argparse.Namespace, device: dict[str, Any]) -> dict[str
                         classifier, images, upsample=True, dtype=dtype)},
                     args.gpu_repeats, batch)["e2e"]
                 size = tuple(classifier.input_size)
-                plan = cam._Plan("top", 1, size, dtype)
-                network, weighting = cam._cam_programs(head, plan)
+                plan = _engine.Plan("top", 1, size, dtype)
+                network, weighting = _engine.programs(cam.METHODS["cam"], classifier, plan)
                 on_device = keras.ops.convert_to_tensor(classifier.preprocess(images))
                 no_ids = np.zeros((batch, 0), np.int64)
 
                 def engine() -> Any:
-                    outputs = weighting(*network(on_device), no_ids)
+                    outputs = weighting(network(on_device), no_ids)
                     return keras.ops.convert_to_numpy(outputs["low_res"])  # waits for the maps
 
                 engine_only = measure_interleaved({"engine": engine}, args.gpu_repeats,

@@ -13,35 +13,17 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 
 from helpers.localization import NO_BOX, LocalizationReport, MaxBoxAccuracy
-from helpers.plotting import display_image
+from helpers.plotting import display_image, draw_box
 
-__all__ = ["PREDICTED_BOX_COLOR", "TRUE_BOX_COLOR", "draw_box", "plot_threshold_sweep",
+__all__ = ["PREDICTED_BOX_COLOR", "TRUE_BOX_COLOR", "plot_threshold_sweep",
            "plot_localization_gallery"]
 
 #: Colour of boxes predicted from a map.
 PREDICTED_BOX_COLOR = "white"
 #: Colour of ground-truth boxes.
 TRUE_BOX_COLOR = "lime"
-
-
-def draw_box(ax: Axes, box: Any, *, color: str = PREDICTED_BOX_COLOR, linewidth: float = 1.5,
-             linestyle: str = "-") -> Rectangle | None:
-    """Draw an inclusive pixel box ``(x0, y0, x1, y1)`` on an ``imshow`` with the default extent.
-
-    Introduced in notebook 04. Pixel ``x`` spans ``[x - 0.5, x + 0.5]`` there, so the rectangle
-    runs from ``x0 - 0.5`` to ``x1 + 0.5``: it encloses every pixel of the box. ``None`` or
-    :data:`~helpers.localization.NO_BOX` draws nothing and returns None.
-    """
-    if box is None or tuple(int(v) for v in box) == NO_BOX:
-        return None
-    x0, y0, x1, y1 = (float(v) for v in box)
-    patch = Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
-                      edgecolor=color, linewidth=linewidth, linestyle=linestyle)
-    ax.add_patch(patch)
-    return patch
 
 
 def plot_threshold_sweep(

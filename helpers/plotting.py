@@ -15,10 +15,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from helpers.cam import CAMResult
-from helpers.localization import cam_to_box, scale_box
+from helpers.maps import CAMResult
+from helpers.localization import NO_BOX, cam_to_box, scale_box
 
-__all__ = ["display_image", "show_cam", "plot_cam", "plot_cam_classes", "plot_cam_images"]
+__all__ = [
+    "box_bounds", "display_image", "draw_box", "image_at", "plot_cam", "plot_cam_classes",
+    "plot_cam_images", "show_cam",
+]
 
 #: Colour bar labels by method.
 _MAP_LABELS = {
@@ -59,7 +62,8 @@ def display_image(image: Any) -> np.ndarray:
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
 
 
-def _image_at(images: Any, index: int) -> np.ndarray:
+def image_at(images: Any, index: int) -> np.ndarray:
+    """Image ``index`` of a list, a batch ``(B, H, W, C)`` or one image ``(H, W, C)``."""
     if isinstance(images, (list, tuple)):
         return np.asarray(images[index])
     array = np.asarray(images)
@@ -68,6 +72,31 @@ def _image_at(images: Any, index: int) -> np.ndarray:
             raise IndexError(f"one image was given, asked for image {index}")
         return array
     return array[index]
+
+
+def box_bounds(box: Any, offset: float = -0.5) -> tuple[float, float, float, float]:
+    """``(x, y, width, height)`` of the rectangle around an inclusive pixel box
+    ``(x0, y0, x1, y1)``, where pixel ``x`` spans ``[x + offset, x + offset + 1]``: ``-0.5`` for an
+    ``imshow`` with the default extent, ``0`` for ``extent=(0, W, H, 0)`` (as :func:`show_cam`)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return x0 + offset, y0 + offset, x1 - x0 + 1, y1 - y0 + 1
+
+
+def draw_box(ax: Axes, box: Any, *, color: str = "white", linewidth: float = 1.5,
+             linestyle: str = "-", offset: float = -0.5) -> Rectangle | None:
+    """Draw an inclusive pixel box ``(x0, y0, x1, y1)``: the rectangle encloses every pixel of
+    the box (see :func:`box_bounds` for ``offset``).
+
+    Introduced in notebook 04. ``None`` or :data:`helpers.localization.NO_BOX` draws nothing and
+    returns None.
+    """
+    if box is None or tuple(int(v) for v in box) == NO_BOX:
+        return None
+    x, y, width, height = box_bounds(box, offset)
+    patch = Rectangle((x, y), width, height, fill=False, edgecolor=color, linewidth=linewidth,
+                      linestyle=linestyle)
+    ax.add_patch(patch)
+    return patch
 
 
 def _color_limits(cam_map: np.ndarray) -> tuple[float, float]:
@@ -148,13 +177,7 @@ def show_cam(
     )
     if box_threshold is not None:
         box = scale_box(cam_to_box(cam_map, box_threshold), cam_map.shape, (height, width))
-        if box is not None:  # inclusive pixel box; pixel x covers [x, x + 1] in the extent
-            x0, y0, x1, y1 = box
-            ax.add_patch(
-                Rectangle(
-                    (x0, y0), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor="white", linewidth=2
-                )
-            )
+        draw_box(ax, box, linewidth=2, offset=0.0)  # pixel x covers [x, x + 1] in the extent
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.set_axis_off()
@@ -197,7 +220,7 @@ def plot_cam(
     """
     _check_indices(result, image_index, k)
     return show_cam(
-        _image_at(images, image_index),
+        image_at(images, image_index),
         result.map(image_index, k),
         ax=ax,
         alpha=alpha,
@@ -274,7 +297,7 @@ def plot_cam_classes(
     panels = iter(axes)
     if show_photo:
         ax = next(panels)
-        ax.imshow(display_image(_image_at(images, image_index)))
+        ax.imshow(display_image(image_at(images, image_index)))
         ax.set_title("photo", fontsize=10)
         ax.set_axis_off()
     for k in range(classes):

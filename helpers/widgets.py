@@ -17,15 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from helpers.cam import (
-    CAMResult,
-    class_activation_maps,
-    find_cam_head,
-    normalize_cam,
-    upsample_maps,
-)
+from helpers.cam import class_activation_maps, find_cam_head
 from helpers.localization import cam_to_box, scale_box
-from helpers.plotting import _image_at, display_image
+from helpers.maps import CAMResult, normalize_cam, upsample_maps
+from helpers.plotting import box_bounds, display_image, image_at
 
 __all__ = ["CAMExplorer", "cam_explorer"]
 
@@ -91,7 +86,7 @@ class CAMExplorer:
 
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = images[None]
-        self._photos = [display_image(_image_at(images, i)) for i in range(len(images))]
+        self._photos = [display_image(image_at(images, i)) for i in range(len(images))]
         names = list(image_names) if image_names is not None else [
             f"image {i}" for i in range(len(self._photos))
         ]
@@ -251,8 +246,7 @@ class CAMExplorer:
         if self._box is None:
             self._box_artist.set_visible(False)
         else:  # inclusive pixel box; pixel x covers [x, x + 1] in the image extent
-            x0, y0, x1, y1 = self._box
-            self._box_artist.set_bounds(x0, y0, x1 - x0 + 1, y1 - y0 + 1)
+            self._box_artist.set_bounds(*box_bounds(self._box, offset=0.0))
             self._box_artist.set_visible(True)
         probability = float(self.result.probabilities[index, class_id])
         title = f"{self.result.class_names[class_id]} ({class_id}), p = {probability:.2g}"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers import cam
+from helpers import _engine, cam
 
 
 def _relative_error(got: np.ndarray, want: np.ndarray) -> float:
@@ -113,29 +113,30 @@ def test_head_is_found_by_type_and_cached(lite0):
     assert cam.find_cam_head(lite0.model) is head  # cached per Keras model
 
 
-def test_one_forward_pass_per_call(lite0, samples, monkeypatch):
-    calls = []
-    original = cam._run_feature_model
-    monkeypatch.setattr(
-        cam, "_run_feature_model", lambda *a: calls.append(1) or original(*a)
-    )
+def _network_calls() -> int:
+    return _engine.counters["network_calls"]
+
+
+def test_one_forward_pass_per_call(lite0, samples):
+    before = _network_calls()
     cam.class_activation_maps(lite0, [samples["chelsea"], samples["rocket"]], classes="all")
-    assert len(calls) == 1
+    assert _network_calls() - before == 1
 
 
 def test_maps_cover_the_input_and_are_lazy(top3):
-    result = cam.CAMResult(**{**top3.__dict__, "_maps": None})
-    assert result._maps is None  # nothing upsampled yet
+    result = cam.CAMResult(**{**top3.__dict__, "_maps": None})  # nothing upsampled yet
     one = result.map(2, 1)
     assert one.shape == (224, 224)
     assert result.maps.shape == (7, 3, 224, 224)
     np.testing.assert_allclose(result.maps[2, 1], one, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(result.maps, cam.upsample_maps(top3.low_res, (224, 224)))
 
 
 def test_sum_then_upsample_equals_upsample_then_sum(lite0, samples):
     """Bilinear resizing is linear: resize(sum_k w_k f_k) == sum_k w_k resize(f_k)."""
     head = cam.find_cam_head(lite0)
-    features = cam._run_feature_model(head.feature_model, lite0.preprocess(samples["coffee"]))
+    features = keras.ops.convert_to_numpy(
+        head.feature_model(lite0.preprocess(samples["coffee"]), training=False))
     weights = head.weights[:, [967, 504]]  # espresso, coffee mug
     summed_first = cam.upsample_maps(np.einsum("bhwk,kc->bchw", features, weights), (224, 224))
     upsampled = keras.ops.image.resize(features, (224, 224), interpolation="bilinear")
@@ -242,7 +243,7 @@ def test_nested_transfer_learning_models(nested_models, name):
     else:
         assert result.layer == "conv_b"  # inside the nested base
         # these models end in softmax: the result's logits are taken before it
-        np.testing.assert_allclose(cam._softmax(result.logits), outputs, atol=1e-6)
+        np.testing.assert_allclose(result.probabilities, outputs, atol=1e-6)
         reference = result.logits
     _check_identity(result, reference)
     assert result.class_names[0] == "class 0"  # a bare model has no class names
@@ -281,12 +282,12 @@ def no_gap_model():
 def test_no_gap_head_points_to_grad_cam(no_gap_model):
     with pytest.raises(ValueError, match=r"no GlobalAveragePooling2D.*fc1.*grad_cam"):
         cam.class_activation_maps(no_gap_model, _random_images((1, 32, 32, 3)))
-    classifier = keras.Sequential(
-        [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalMaxPooling2D(),
-         keras.layers.Dense(3)]
+    pooled_then_dense = keras.Sequential(
+        [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.MaxPooling2D(),
+         keras.layers.Flatten(), keras.layers.Dense(3)]
     )
-    with pytest.raises(ValueError, match="GlobalMaxPooling2D.*grad_cam"):
-        cam.find_cam_head(classifier)
+    with pytest.raises(ValueError, match="reached MaxPooling2D.*grad_cam"):
+        cam.find_cam_head(pooled_then_dense)
 
 
 def test_models_without_a_dense_output_or_graph():
@@ -422,24 +423,24 @@ def test_upsample_in_the_call_equals_the_lazy_maps(lite0, photos, top3):
 
 
 def test_upsample_arguments_are_checked(lite0, samples, monkeypatch):
-    monkeypatch.setattr(cam, "_UPSAMPLE_LIMIT", 224 * 224 * 10)
+    from helpers._engine import runner
+
+    monkeypatch.setattr(runner, "UPSAMPLE_LIMIT", 224 * 224 * 10)
     with pytest.raises(ValueError, match=r"1 × 1000 maps of 224 × 224.*result\.map"):
         cam.class_activation_maps(lite0, samples["coffee"], classes="all", upsample=True)
     with pytest.raises(TypeError, match="upsample must be True or False, got str"):
         cam.class_activation_maps(lite0, samples["coffee"], upsample="yes")
 
 
-def test_one_forward_pass_for_images_of_different_sizes(lite0, photos, monkeypatch):
+def test_one_forward_pass_for_images_of_different_sizes(lite0, photos):
     """Seven photos of seven sizes: resized one by one, then one network call (CAM and
     Grad-CAM alike), and each image's maps are the ones it gets alone."""
     assert len({photo.shape for photo in photos}) > 1
-    calls = []
-    original = cam._run_feature_model
-    monkeypatch.setattr(cam, "_run_feature_model", lambda *a: calls.append(1) or original(*a))
+    before = _network_calls()
     together = cam.class_activation_maps(lite0, photos, classes=[285])
-    assert len(calls) == 1
+    assert _network_calls() - before == 1
     cam.grad_cam(lite0, photos)
-    assert len(calls) == 2
+    assert _network_calls() - before == 2
     alone = cam.class_activation_maps(lite0, photos[4], classes=[285])
     np.testing.assert_allclose(together.low_res[4], alone.low_res[0], rtol=1e-4, atol=1e-4)
 
@@ -492,20 +493,25 @@ def _small_gap_model(seed):
 
 def test_network_is_compiled_once_per_model():
     model = _small_gap_model(seed=7)
-    head = cam.find_cam_head(model)
-    for count, top_k in ((1, 1), (2, 2), (5, 2), (3, 1)):
+    counters = _engine.counters
+    builds, traces = counters["builds"], counters["traces"]
+    cam.class_activation_maps(model, _random_images((1, 16, 16, 3)), top_k=1)
+    # the network and its folded graph (nothing to fold here), the top-1 program and the
+    # folded graph of the head it runs
+    assert counters["builds"] - builds == 4
+    assert counters["traces"] - traces == 2  # each program traced once
+    for count, top_k in ((2, 2), (5, 2), (3, 1)):
         cam.class_activation_maps(model, _random_images((count, 16, 16, 3)), top_k=top_k)
     cam.class_activation_maps(model, _random_images((4, 16, 16, 3)), classes="all")
-    networks = [key for key in head._programs if isinstance(key, tuple)]
-    assert networks == [("network", "float32")]  # one network program for every request,
-    assert len(head._programs) == 1 + 3  # and one small program per kind: top-1, top-2, all
+    # one network program for every request, one small program per kind: top-1, top-2, all
+    assert counters["builds"] - builds == 4 + 2
     if keras.backend.backend() == "tensorflow":  # one trace serves every batch size
-        assert head._programs[networks[0]].experimental_get_tracing_count() == 1
-    # Another precision needs its own network program, but the weighting reads float32
+        assert counters["traces"] - traces == 2 + 2
+    # Another precision needs its own network program, but the method program reads float32
     # features either way: the top-2 program is reused.
     cam.class_activation_maps(model, _random_images((2, 16, 16, 3)), top_k=2,
                               dtype="mixed_bfloat16")
-    assert len(head._programs) == 2 + 3
+    assert counters["builds"] - builds == 4 + 2 + 1
 
 
 def test_programs_read_the_current_weights():

@@ -10,7 +10,7 @@ import helpers
 
 
 def test_sample_images_are_rgb_uint8(samples):
-    assert list(samples) == list(helpers.SAMPLE_IMAGE_NAMES)
+    assert list(samples) == list(helpers.data.SAMPLE_IMAGE_NAMES)
     assert len(samples) == 7
     for name, image in samples.items():
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3, name

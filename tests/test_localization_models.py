@@ -1,4 +1,4 @@
-"""Class maps of GAP and GMP heads (helpers.localization_models) and the evaluation on canvases."""
+"""Class maps of GAP and GMP heads through the one engine, and the evaluation on canvases."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.cam import class_activation_maps, upsample_maps
-from helpers.localization_models import (
-    evaluate_localization,
-    find_pooling_head,
-    global_pooling_cams,
-)
+from helpers.cam import class_activation_maps, find_cam_head, upsample_maps
+from helpers.localization_models import evaluate_localization
 from helpers.small_models import build_small_cnn
 from helpers.synthetic import make_digit_canvases
 
@@ -34,25 +30,22 @@ def _features_and_head(model, images):
     return features, kernel, bias
 
 
-def test_gap_maps_equal_notebook_03s_class_activation_maps(models, images):
-    ours = global_pooling_cams(models["gap"], images, top_k=2)
-    theirs = class_activation_maps(models["gap"], images, top_k=2)
-    assert ours.method == "cam" and ours.layer == "features"
-    assert ours.low_res.shape == (5, 2, 12, 12) and ours.maps.shape == (5, 2, 24, 24)
-    np.testing.assert_array_equal(ours.class_ids, theirs.class_ids)
-    np.testing.assert_allclose(ours.low_res, theirs.low_res, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ours.logits, theirs.logits, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ours.bias, theirs.bias)
+def test_gap_and_gmp_heads_go_through_the_one_engine(models, images):
+    gap = class_activation_maps(models["gap"], images, top_k=2)
+    assert gap.method == "cam" and gap.layer == "features" and gap.pooling == "average"
+    assert gap.identity_holds
+    assert gap.low_res.shape == (5, 2, 12, 12) and gap.maps.shape == (5, 2, 24, 24)
     # The CAM identity: mean of the map plus the bias is the logit.
-    np.testing.assert_allclose(ours.low_res.mean(axis=(2, 3)) + ours.bias, ours.scores,
+    np.testing.assert_allclose(gap.low_res.mean(axis=(2, 3)) + gap.bias, gap.scores,
                                rtol=1e-5, atol=1e-6)
 
 
 def test_gmp_maps_are_the_same_weighted_sum_but_the_identity_differs(models, images):
     model = models["gmp"]
-    result = global_pooling_cams(model, images, classes=np.tile(np.arange(4), (5, 1)))
+    result = class_activation_maps(model, images, classes=np.tile(np.arange(4), (5, 1)))
     features, kernel, bias = _features_and_head(model, images)
-    assert result.method == "cam_gmp" and result.layer == "features"
+    assert result.method == "cam" and result.layer == "features"
+    assert result.pooling == "max" and not result.identity_holds
     # Maps: M_c = sum_k w_k^c f_k, exactly as for GAP.
     np.testing.assert_allclose(result.low_res, np.einsum("bhwk,kc->bchw", features, kernel),
                                rtol=1e-5, atol=1e-6)
@@ -67,49 +60,52 @@ def test_gmp_maps_are_the_same_weighted_sum_but_the_identity_differs(models, ima
         assert np.abs(pooled + result.bias - result.scores).max() > 1e-2 * scale
 
 
-def test_classes_per_image_top_k_and_errors(models, images):
+def test_gmp_classes_per_image_top_k_and_chunks(models, images, monkeypatch):
+    from helpers import _engine
+    from helpers._engine import runner
+
     model = models["gmp"]
     labels = np.array([0, 1, 2, 3, 0])
-    per_image = global_pooling_cams(model, images, classes=labels[:, None])
+    per_image = class_activation_maps(model, images, classes=labels[:, None])
     np.testing.assert_array_equal(per_image.class_ids[:, 0], labels)
-    every = global_pooling_cams(model, images, classes=np.tile(np.arange(4), (5, 1)))
+    every = class_activation_maps(model, images, classes="all")
     np.testing.assert_allclose(per_image.low_res[:, 0], every.low_res[np.arange(5), labels],
                                rtol=1e-5, atol=1e-6)
-    top = global_pooling_cams(model, images, top_k=3, batch_size=2)  # batches of 2, 2 and 1
+    # Images go through the network in chunks bounded in memory: 2, 2 and 1 images here.
+    monkeypatch.setattr(runner, "CHUNK_INPUT_VALUES", 2 * 24 * 24)
+    calls = _engine.counters["network_calls"]
+    top = class_activation_maps(model, images, top_k=3)
+    assert _engine.counters["network_calls"] - calls == 3
     np.testing.assert_array_equal(top.class_ids[:, 0], every.logits.argmax(axis=1))
     np.testing.assert_allclose(top.logits, every.logits, rtol=1e-5, atol=1e-6)
-    # A 1-D sequence means the same classes for every image, as in class_activation_maps.
-    same = global_pooling_cams(model, images, classes=[2, 0])
-    np.testing.assert_array_equal(same.class_ids, np.tile([2, 0], (5, 1)))
-    with pytest.raises(ValueError, match="not both"):
-        global_pooling_cams(model, images, classes=labels, top_k=2)
-    with pytest.raises(ValueError, match=r"class ids must be in 0\.\.3"):
-        global_pooling_cams(model, images, classes=labels + 1)
-    with pytest.raises(ValueError, match=r"3 rows for 5 images"):
-        global_pooling_cams(model, images, classes=labels[:3, None])
-    with pytest.raises(TypeError, match="class ids must be integers"):
-        global_pooling_cams(model, images, classes=labels.astype(float))
-    with pytest.raises(ValueError, match=r"batch \(B, H, W, C\)"):
-        global_pooling_cams(model, images[0], classes=labels)
-    with pytest.raises(ValueError, match="batch_size"):
-        global_pooling_cams(model, images, batch_size=0)
+    np.testing.assert_allclose(top.low_res[:, 0], every.low_res[np.arange(5), top.class_ids[:, 0]],
+                               rtol=1e-5, atol=1e-6)
 
 
-def test_find_pooling_head_by_type_and_position(models):
-    feature_model, pooling, dense = find_pooling_head(models["gmp"])
-    assert isinstance(pooling, keras.layers.GlobalMaxPooling2D) and dense.name == "logits"
-    assert feature_model.output_shape == (None, 12, 12, 8)
-    assert find_pooling_head(models["gmp"])[0] is feature_model  # cached per model
-    with pytest.raises(ValueError, match="Dense 'logits' receives Flatten 'flatten'"):
-        find_pooling_head(build_small_cnn((24, 24, 1), 4, head="flatten", widths=(4, 8)))
-    with pytest.raises(ValueError, match="receives Dense 'hidden'"):
-        find_pooling_head(build_small_cnn((24, 24, 1), 4, head="gap", widths=(4, 8), hidden=6))
+def test_find_cam_head_finds_gap_and_gmp_by_type_and_position(models):
+    head = find_cam_head(models["gmp"])
+    assert isinstance(head.pooling, keras.layers.GlobalMaxPooling2D) and head.dense.name == "logits"
+    assert head.feature_model.output_shape == (None, 12, 12, 8)
+    assert find_cam_head(models["gmp"]) is head  # cached per model
+    with pytest.raises(ValueError, match="Dense 'logits' ← Flatten 'flatten'.*reached .*grad_cam"):
+        find_cam_head(build_small_cnn((24, 24, 1), 4, head="flatten", widths=(4, 8)))
+    with pytest.raises(ValueError, match="reached Dense 'hidden'"):
+        find_cam_head(build_small_cnn((24, 24, 1), 4, head="gap", widths=(4, 8), hidden=6))
     inputs = keras.Input((8, 8, 1))
     no_dense = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
     with pytest.raises(ValueError, match="not from a Dense layer"):
-        find_pooling_head(no_dense)
+        find_cam_head(no_dense)
     with pytest.raises(TypeError, match="keras.Model, got str"):
-        find_pooling_head("model")
+        find_cam_head("model")
+
+
+def test_nan_and_wrong_size_images_are_refused_for_gmp_heads(models, images):
+    bad = images.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        class_activation_maps(models["gmp"], bad)
+    with pytest.raises(ValueError, match=r"expects \(24, 24, 1\)"):
+        class_activation_maps(models["gmp"], images[:, :20, :20])
 
 
 def _ink_model(num_classes: int = 10) -> keras.Model:
@@ -142,7 +138,7 @@ def test_evaluate_localization_upsamples_true_class_maps(models):
     data = make_digit_canvases(12, canvas_size=24, digit_size=(10, 12), seed=1, clutter=1)
     model = build_small_cnn((24, 24, 1), 10, head="gmp", widths=(4, 8), poolings=1, seed=3)
     report = evaluate_localization(model, data, thresholds=[0.2, 0.5])
-    result = global_pooling_cams(model, data.images, classes=data.labels[:, None])
+    result = class_activation_maps(model, data.images, classes=data.labels[:, None])
     np.testing.assert_allclose(report.cams, upsample_maps(result.low_res[:, 0], (24, 24)),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(report.predicted, result.logits.argmax(axis=1))

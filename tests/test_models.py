@@ -92,7 +92,7 @@ def test_bad_images_get_clear_errors(lite0, bad, message):
 def test_class_names(lite0):
     assert lite0.class_name(285) == "Egyptian cat"
     assert lite0.class_name(967) == "espresso"
-    names = helpers.imagenet_class_names()
+    names = helpers.imagenet.imagenet_class_names()
     assert len(names) == 1000 and names[0] == "tench" and names[999] == "toilet tissue"
     with pytest.raises(ValueError, match="0..999"):
         lite0.class_name(1000)

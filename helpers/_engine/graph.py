@@ -1,6 +1,8 @@
 """Walk and rebuild Keras Functional graphs: inline nested models, fold BatchNorm into convolutions.
 
-Used by the CAM engine (:mod:`helpers.cam`); :func:`fold_batch_norm` is public.
+Part of the private CAM engine (:mod:`helpers._engine`). The graph walking reads Keras' symbolic
+history (``_keras_history``, ``_inbound_nodes``): it is kept here, in one place, so that the rest
+of ``helpers`` never touches Keras internals.
 
 **Folding.** At inference a ``BatchNormalization`` layer is a fixed per-channel affine map,
 ``y = γ (x − μ) / √(σ² + ε) + β``, with its moving mean ``μ`` and variance ``σ²``. When ``x`` is the
@@ -22,19 +24,23 @@ layers use the moving statistics.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 
-__all__ = ["fold_batch_norm", "count_folded"]
+__all__ = [
+    "FoldedConvBatchNorm", "count_folded", "describe", "flatten_model", "fold_batch_norm",
+    "graph_endpoints", "all_layers", "producer", "single_input", "walk_back",
+]
 
 #: Convolutions whose output channels a BatchNormalization can be folded into.
 _CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 
 
-def _producer(tensor: Any) -> tuple[Any, Any, int]:
+def producer(tensor: Any) -> tuple[Any, Any, int]:
     """(operation, node, output index) that produced a symbolic tensor; (None, None, 0) at an
     input."""
     history = getattr(tensor, "_keras_history", None)
@@ -46,7 +52,7 @@ def _producer(tensor: Any) -> tuple[Any, Any, int]:
     return operation, operation._inbound_nodes[history.node_index], history.tensor_index
 
 
-def _graph_endpoints(model: Any) -> tuple[list[Any], list[Any]] | None:
+def graph_endpoints(model: Any) -> tuple[list[Any], list[Any]] | None:
     """Symbolic inputs and outputs of a Functional/Sequential model; None for other models."""
     if not isinstance(model, keras.Model):
         return None
@@ -62,18 +68,18 @@ def _graph_endpoints(model: Any) -> tuple[list[Any], list[Any]] | None:
     return inputs, outputs
 
 
-def _describe(operation: Any) -> str:
+def describe(operation: Any) -> str:
     return f"{type(operation).__name__} {getattr(operation, 'name', '?')!r}"
 
 
-def _topological_nodes(outputs: list[Any]) -> list[tuple[Any, Any]]:
+def topological_nodes(outputs: list[Any]) -> list[tuple[Any, Any]]:
     """(operation, node) pairs needed for ``outputs``, inputs first (iterative DFS)."""
     order: list[tuple[Any, Any]] = []
     done: set[int] = set()
     stack: list[tuple[Any, bool]] = [(t, False) for t in reversed(outputs)]
     while stack:
         tensor, expanded = stack.pop()
-        operation, node, _ = _producer(tensor)
+        operation, node, _ = producer(tensor)
         if node is None or id(node) in done:
             continue
         if expanded:
@@ -82,7 +88,7 @@ def _topological_nodes(outputs: list[Any]) -> list[tuple[Any, Any]]:
             continue
         stack.append((tensor, True))
         for parent in node.arguments.keras_tensors:
-            parent_op, parent_node, _ = _producer(parent)
+            parent_op, parent_node, _ = producer(parent)
             if parent_node is not None and id(parent_node) not in done:
                 stack.append((parent, False))
     return order
@@ -170,7 +176,7 @@ def _foldable(operation: Any, node: Any, uses: Counter[int]) -> tuple[Any, Any] 
     if len(tensors) != 1 or node.arguments.kwargs.get("mask") is not None:
         return None
     (tensor,) = tensors
-    conv, conv_node, _ = _producer(tensor)
+    conv, conv_node, _ = producer(tensor)
     if type(conv) not in _CONVOLUTIONS + _DEPTHWISE or uses[id(tensor)] != 1:
         return None  # not a plain convolution, or its output is also read elsewhere
     if conv.activation not in (None, keras.activations.linear):
@@ -200,7 +206,7 @@ def _unique_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def _rebuild(
+def rebuild(
     model: keras.Model, new_inputs: list[Any], fold: bool, taken: set[str] | None = None
 ) -> list[Any]:
     """Re-call every leaf layer of ``model`` on ``new_inputs``, descending into nested models;
@@ -211,7 +217,7 @@ def _rebuild(
     when one BatchNormalization layer follows several convolutions).
     """
     taken = set() if taken is None else taken
-    endpoints = _graph_endpoints(model)
+    endpoints = graph_endpoints(model)
     if endpoints is None:  # an opaque (subclassed) model: call it whole
         return list(keras.tree.flatten(model(*new_inputs)))
     inputs, outputs = endpoints
@@ -228,7 +234,7 @@ def _rebuild(
             return memo[id(value)]
         return value
 
-    nodes = _topological_nodes(outputs)
+    nodes = topological_nodes(outputs)
     uses: Counter[int] = Counter(id(t) for _, node in nodes for t in node.arguments.keras_tensors)
     uses.update(id(t) for t in outputs)
     for operation, node in nodes:
@@ -240,9 +246,9 @@ def _rebuild(
         else:
             args = keras.tree.map_structure(substitute, node.arguments.args)
             kwargs = keras.tree.map_structure(substitute, node.arguments.kwargs)
-            if _graph_endpoints(operation) is not None:
+            if graph_endpoints(operation) is not None:
                 flat = [a for a in keras.tree.flatten(args) if isinstance(a, keras.KerasTensor)]
-                results = _rebuild(operation, flat, fold, taken)
+                results = rebuild(operation, flat, fold, taken)
             else:
                 results = list(keras.tree.flatten(operation(*args, **kwargs)))
         for old, new in zip(node.outputs, results):
@@ -288,7 +294,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"fold_batch_norm needs a keras.Model, got {type(model).__name__}")
-    endpoints = _graph_endpoints(model)
+    endpoints = graph_endpoints(model)
     if endpoints is None:
         raise ValueError(
             f"{type(model).__name__} {model.name!r} has no layer graph to fold (a subclassed "
@@ -297,8 +303,8 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
         )
     inputs, outputs = endpoints
     new_inputs = _new_inputs(inputs)
-    taken = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
-    new_outputs = _rebuild(model, new_inputs, fold=True, taken=taken)
+    taken = {layer.name for layer in all_layers(model)}
+    new_outputs = rebuild(model, new_inputs, fold=True, taken=taken)
     folded = keras.Model(
         new_inputs if len(new_inputs) > 1 else new_inputs[0],
         new_outputs if len(new_outputs) > 1 else new_outputs[0],
@@ -310,3 +316,64 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
 def count_folded(model: keras.Model) -> int:
     """How many convolution + BatchNormalization pairs ``model`` computes as one convolution."""
     return sum(isinstance(layer, FoldedConvBatchNorm) for layer in model.layers)
+
+
+# --------------------------------------------------------------------------------------------
+# Walking: every layer, one flat graph, back from a tensor
+# --------------------------------------------------------------------------------------------
+
+
+def all_layers(*models: keras.Model) -> list[Any]:
+    """Every layer inside ``models`` (nested models' layers too, not the models), each once."""
+    seen: set[int] = set()
+    layers = []
+    for model in models:
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            if id(layer) not in seen and not isinstance(layer, keras.layers.InputLayer):
+                seen.add(id(layer))
+                layers.append(layer)
+    return layers
+
+
+def flatten_model(model: keras.Model) -> tuple[Any, Any]:
+    """``(input, output)`` of ``model`` rebuilt as one graph with nested models inlined (the
+    layers, hence the weights, are shared, not copied), so that a feature map inside a
+    pretrained base is reachable. One image input and one output are required."""
+    endpoints = graph_endpoints(model)
+    if endpoints is None:
+        raise ValueError(
+            f"{type(model).__name__} {getattr(model, 'name', '')!r} is not a Functional or "
+            "Sequential Keras model (no layer graph to search; a subclassed model, or a "
+            "Sequential that was never built). Build it with keras.Input, or call it once on data."
+        )
+    inputs, outputs = endpoints
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"model {model.name!r} has {len(inputs)} inputs and {len(outputs)} outputs; "
+            "class activation maps need one image input and one output (the class scores)"
+        )
+    template = inputs[0]
+    new_input = keras.Input(batch_shape=tuple(template.shape), dtype=template.dtype, name="image")
+    (new_output,) = rebuild(model, [new_input], fold=False)
+    return new_input, new_output
+
+
+def walk_back(tensor: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """Breadth-first ``(operation, node, output tensor)`` from ``tensor`` back to the inputs."""
+    queue, seen = deque([tensor]), set()
+    while queue:
+        current = queue.popleft()
+        operation, node, _ = producer(current)
+        if node is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield operation, node, current
+        queue.extend(node.arguments.keras_tensors)
+
+
+def single_input(operation: Any, node: Any) -> Any:
+    """The one input tensor of ``operation`` at ``node`` (ValueError if it has several)."""
+    tensors = node.arguments.keras_tensors
+    if len(tensors) != 1:
+        raise ValueError(f"{describe(operation)} has {len(tensors)} inputs")
+    return tensors[0]

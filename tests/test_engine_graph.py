@@ -1,4 +1,4 @@
-"""BatchNormalization folding (helpers.graph): the folded graph computes what the model computes,
+"""BatchNormalization folding (helpers._engine.graph): the folded graph computes what the model computes,
 folds only what may be folded, follows changed weights, and is what the CAM engine runs."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-import helpers
-from helpers import cam, graph
+from helpers import _engine, cam
+from helpers._engine import graph
 
 
 def _randomize_batch_norm(model: keras.Model, seed: int = 0) -> None:
@@ -135,9 +135,13 @@ def test_mixed_precision_folded_pass_stays_close(mixed_model):
 def test_cam_engine_runs_the_folded_graph_and_matches_the_unfolded_model(lite0, samples):
     photos = list(samples.values())
     head = cam.find_cam_head(lite0)
-    inference = cam._inference_model(head.feature_model)
-    assert graph.count_folded(inference) == 49  # every conv → BN pair of EfficientNet-Lite0
+    folded = graph.fold_batch_norm(head.feature_model)
+    assert graph.count_folded(folded) == 49  # every conv → BN pair of EfficientNet-Lite0
     result = cam.class_activation_maps(lite0, photos, classes=[285, 967])
+    with _engine.folding(False):  # the engine can run the model as it is, too
+        unfolded = cam.class_activation_maps(lite0, photos, classes=[285, 967])
+    assert not np.array_equal(result.low_res, unfolded.low_res)  # a different computation ...
+    assert np.abs(result.low_res - unfolded.low_res).max() <= 1e-4 * np.abs(result.low_res).max()
     # Reference: the unfolded feature model, eagerly, and the CAM weighting by hand.
     features = keras.ops.convert_to_numpy(
         head.feature_model(lite0.preprocess(photos), training=False)
@@ -155,9 +159,8 @@ def test_resnet50_is_folded_everywhere():
     assert graph.count_folded(folded) == 53  # every BatchNormalization of ResNet-50
     x = np.random.default_rng(8).normal(size=(2, 64, 64, 3)).astype("float32")
     want = keras.ops.convert_to_numpy(model(x, training=False))
-    got = keras.ops.convert_to_numpy(cam._compiled_call(model)(x))
+    got = keras.ops.convert_to_numpy(_engine.compiled_forward(model)(x))
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
-    assert helpers.fold_batch_norm is graph.fold_batch_norm
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="AutoGraph is TensorFlow's")
@@ -171,7 +174,7 @@ def test_folding_happens_before_tracing(caplog):
         [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), _bn("bn"), keras.layers.Flatten()]
     )
     with caplog.at_level(logging.WARNING, logger="tensorflow"):
-        cam._compiled_call(model)(np.zeros((1, 8, 8, 3), "float32"))
+        _engine.compiled_forward(model)(np.zeros((1, 8, 8, 3), "float32"))
     assert "AutoGraph" not in caplog.text
 
 

@@ -1,0 +1,53 @@
+"""The private engine behind :mod:`helpers.cam`: everything a reader of the math does not need.
+
+A learner reads :mod:`helpers.cam`; this package makes its short ``keras.ops`` functions fast and
+general. Modules:
+
+* :mod:`~helpers._engine.graph`: walk Keras Functional graphs (the only place that reads Keras'
+  private graph attributes), inline nested models, fold BatchNormalization into convolutions;
+* :mod:`~helpers._engine.heads`: the one head finder (:func:`find_head`, :class:`CAMHead`);
+* :mod:`~helpers._engine.inputs`: images to one float32 batch, requested classes to a plan;
+* :mod:`~helpers._engine.compile`: compiling per backend, the one cache, precision, counters;
+* :mod:`~helpers._engine.autodiff`: pooled and per-position gradients per backend;
+* :mod:`~helpers._engine.runner`: the two programs per method and request, and :func:`run`.
+
+Internal API (what ``helpers`` modules, the benchmark and the tests may use):
+
+* ``run(method, model, images, classes, top_k, layer, *, upsample, dtype)`` → ``CAMResult``;
+* ``programs(method, model, plan, layer)`` → ``(network, method program)``, with
+  ``Plan(classes, count, size, precision)``; ``to_numpy(outputs)``;
+* ``find_head(model, layer, *, pooling)``, ``CAMHead``, ``keras_model_of(model)``;
+* ``compiled_forward(model)``: the compiled, folded forward pass (classification baseline);
+* ``compile_function(function, variables, signature)``; ``PRECISIONS``;
+* ``counters``: ``builds``, ``traces`` and ``network_calls`` so far (tests count with it);
+* ``folding(enabled)``: a context manager that switches BatchNorm folding off (or on) for the
+  programs built inside it; ``fold_batch_norm(model)``, ``count_folded(model)``.
+"""
+
+from helpers._engine.compile import (
+    PRECISIONS,
+    compile_function,
+    compiled_forward,
+    counters,
+    folding,
+)
+from helpers._engine.graph import count_folded, fold_batch_norm
+from helpers._engine.heads import CAMHead, find_head, keras_model_of
+from helpers._engine.runner import Plan, programs, run, to_numpy
+
+__all__ = [
+    "PRECISIONS",
+    "CAMHead",
+    "Plan",
+    "compile_function",
+    "compiled_forward",
+    "count_folded",
+    "counters",
+    "find_head",
+    "fold_batch_norm",
+    "folding",
+    "keras_model_of",
+    "programs",
+    "run",
+    "to_numpy",
+]

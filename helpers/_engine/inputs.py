@@ -1,0 +1,146 @@
+"""Input preparation: images to one float32 batch, requested classes to a plan.
+
+Part of the private CAM engine (:mod:`helpers._engine`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from helpers._engine.graph import graph_endpoints
+from helpers._engine.heads import keras_model_of
+
+__all__ = ["Classes", "class_names", "is_integer", "prepare_images", "resolve_classes"]
+
+
+def prepare_images(model: Any, images: Any) -> np.ndarray:
+    """Preprocessed float32 batch ``(B, H, W, C)`` for the Keras model."""
+    if hasattr(model, "preprocess") and isinstance(getattr(model, "model", None), keras.Model):
+        return np.asarray(model.preprocess(images), dtype=np.float32)
+    keras_model = keras_model_of(model)
+    expected = tuple(keras_model.inputs[0].shape[1:]) if graph_endpoints(keras_model) else None
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError("got an empty list of images; pass at least one (H, W, C) array")
+        arrays = [np.asarray(image, dtype=np.float32) for image in images]
+        for i, array in enumerate(arrays):
+            if array.ndim != 3:
+                raise ValueError(f"image {i} has shape {array.shape}; expected (H, W, C)")
+        if expected is not None and expected[0] is not None and expected[1] is not None:
+            size = (int(expected[0]), int(expected[1]))
+            arrays = [
+                array
+                if array.shape[:2] == size
+                else keras.ops.convert_to_numpy(
+                    keras.ops.image.resize(array, size, interpolation="bilinear", antialias=True)
+                )
+                for array in arrays
+            ]
+        if len({array.shape for array in arrays}) != 1:
+            raise ValueError(
+                "images of different sizes need a model with a fixed input size, or a "
+                f"helpers.Classifier; got shapes {sorted({a.shape for a in arrays})}"
+            )
+        batch = np.stack(arrays).astype(np.float32)
+    else:
+        batch = np.asarray(images, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.ndim != 4:
+            raise ValueError(
+                f"images have shape {batch.shape}; expected (B, H, W, C), (H, W, C) or a list "
+                "of (H, W, C) arrays"
+            )
+    if batch.shape[0] == 0:
+        raise ValueError("got a batch of zero images")
+    if expected is not None:
+        for axis, (got, want) in enumerate(zip(batch.shape[1:], expected)):
+            if want is not None and got != want:
+                raise ValueError(
+                    f"images have shape {batch.shape[1:]}, model {keras_model.name!r} expects "
+                    f"{tuple(expected)} (axis {axis + 1} differs). A bare Keras model gets images "
+                    "already preprocessed; pass a list of arrays to have them resized, or use a "
+                    "helpers.Classifier, which resizes and normalises."
+                )
+    if not np.all(np.isfinite(batch)):
+        raise ValueError("images contain NaN or infinite values")
+    return batch
+
+
+def is_integer(value: Any) -> bool:
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+
+
+@dataclass(frozen=True)
+class Classes:
+    """The requested classes, resolved before the network runs (no logits needed)."""
+
+    kind: str  # "top" (the top ``count`` by logit, chosen on the device), "given" or "all"
+    count: int  # K, the number of maps per image
+    ids: np.ndarray | None = None  # (B, K) int64 class ids when kind == "given"
+
+
+def resolve_classes(classes: Any, top_k: int | None, batch: int, num_classes: int) -> Classes:
+    """Check ``classes`` / ``top_k`` for ``batch`` images and ``num_classes`` classes."""
+    if top_k is not None:
+        if classes is not None:
+            raise ValueError(
+                f"pass either classes (got {classes!r}) or top_k (got {top_k!r}), not both"
+            )
+        if not is_integer(top_k):
+            raise TypeError(f"top_k must be an integer, got {type(top_k).__name__} {top_k!r}")
+        if not 1 <= int(top_k) <= num_classes:
+            raise ValueError(f"top_k must be in 1..{num_classes}, got {top_k}")
+    if classes is None:
+        return Classes("top", 1 if top_k is None else int(top_k))
+    if isinstance(classes, str):
+        if classes != "all":
+            raise ValueError(
+                f"classes={classes!r} is not understood; accepted: None (top-1 or top_k), 'all', "
+                "a sequence of class ids, or a (B, K) array of class ids per image"
+            )
+        return Classes("all", num_classes)
+    if is_integer(classes):
+        classes = [classes]
+    try:
+        array = np.asarray(classes)
+    except (TypeError, ValueError) as error:  # ragged lists
+        raise TypeError(
+            f"classes must be None, 'all', a sequence of int class ids or a (B, K) array; could "
+            f"not read {classes!r} ({error})"
+        ) from error
+    if array.size == 0:
+        raise ValueError("classes is empty; pass at least one class id (or None for the top-1)")
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_
+    ):
+        raise TypeError(
+            f"class ids must be integers, got {array.dtype} values {classes!r}; accepted: None, "
+            "'all', a sequence of ints, or a (B, K) int array"
+        )
+    if array.ndim == 1:
+        array = np.tile(array, (batch, 1))
+    elif array.ndim == 2:
+        if array.shape[0] != batch:
+            raise ValueError(
+                f"classes has shape {array.shape}: {array.shape[0]} rows for {batch} images; a "
+                "2-D array needs one row of class ids per image"
+            )
+    else:
+        raise ValueError(f"classes has shape {array.shape}; expected (K,) or (B, K) class ids")
+    bad = array[(array < 0) | (array >= num_classes)]
+    if bad.size:
+        raise ValueError(
+            f"class ids must be in 0..{num_classes - 1}; got {sorted(set(bad.tolist()))[:10]}"
+        )
+    return Classes("given", int(array.shape[1]), array.astype(np.int64))
+
+
+def class_names(model: Any, num_classes: int) -> tuple[str, ...]:
+    if hasattr(model, "class_name") and getattr(model, "num_classes", None) == num_classes:
+        return tuple(model.class_name(i) for i in range(num_classes))
+    return tuple(f"class {i}" for i in range(num_classes))

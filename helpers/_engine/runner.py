@@ -1,0 +1,242 @@
+"""Running a map method: the two compiled programs, the batches, the result.
+
+Part of the private CAM engine (:mod:`helpers._engine`). A method (see :mod:`helpers.cam`) is an
+object with ``name``, ``inputs`` (the names of what its weights function reads),
+``pooling_head`` (whether it needs a GAP/GMP → Dense head) and ``maps(available)`` (its channel
+weights and the weighted sum, in ``keras.ops``). The engine runs it as two programs, each
+compiled once per model and kind of request:
+
+1. the network: images → feature map ``A`` ``(B, h, w, k)``, float32, channels last (in the
+   requested precision, BatchNormalization folded);
+2. the method: logits from ``A`` through the head, the class choice, the method's inputs
+   (gradients by automatic differentiation only when it reads them), ``method.maps`` and the
+   optional upsampling, on the device, in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from helpers._engine.autodiff import BACKENDS, class_gradients
+from helpers._engine.compile import (
+    PRECISIONS, cached, compile_function, counters, inference_model, network_program,
+)
+from helpers._engine.heads import CAMHead, find_head, keras_model_of
+from helpers._engine.inputs import Classes, class_names, prepare_images, resolve_classes
+from helpers.maps import CAMResult
+
+__all__ = ["GRADIENT_INPUTS", "Plan", "check_precision", "programs", "run", "to_numpy"]
+
+#: Method inputs computed by automatic differentiation.
+GRADIENT_INPUTS = ("gradients", "pooled_gradients")
+#: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
+UPSAMPLE_LIMIT = 1 << 28
+#: Images go through the network in chunks of at most this many input values (32 MiB).
+CHUNK_INPUT_VALUES = 1 << 23
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a method program computes: ``classes`` ("top", "given" or "all"), ``count`` (K),
+    ``size`` (upsample to (H, W) in the program, or None), ``precision`` of the network."""
+
+    classes: str
+    count: int
+    size: tuple[int, int] | None
+    precision: str
+
+
+def check_precision(dtype: Any) -> str:
+    if dtype is None:
+        return "float32"
+    if not isinstance(dtype, str) or dtype not in PRECISIONS:
+        raise ValueError(
+            f"dtype must be None (float32) or one of {', '.join(map(repr, PRECISIONS))}; "
+            f"got {dtype!r}"
+        )
+    return dtype
+
+
+def _check_upsample(upsample: Any, batch: int, count: int, size: tuple[int, int]) -> None:
+    if not isinstance(upsample, (bool, np.bool_)):
+        raise TypeError(f"upsample must be True or False, got {type(upsample).__name__}")
+    values = batch * count * size[0] * size[1]
+    if upsample and values > UPSAMPLE_LIMIT:
+        raise ValueError(
+            f"upsample=True would compute {batch} × {count} maps of {size[0]} × {size[1]} "
+            f"({values * 4 / 2**30:.1f} GiB); the limit is {UPSAMPLE_LIMIT * 4 / 2**30:.0f} GiB. "
+            "Leave upsample=False and use result.map(i, k) for the maps you show, or ask for "
+            "fewer classes."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The two programs
+# --------------------------------------------------------------------------------------------
+
+
+def _network(head: CAMHead, images: Any) -> Any:
+    """Stage 1: images → feature map ``A`` ``(B, h, w, k)``, float32, channels last."""
+    features = inference_model(head.feature_model)(images, training=False)
+    if head.channels_first:
+        features = keras.ops.transpose(features, (0, 2, 3, 1))
+    return keras.ops.cast(features, "float32")
+
+
+def _logits(head: CAMHead, features: Any) -> Any:
+    """Logits ``(B, C)`` from ``A`` through the head (pooling, pass-through layers, Dense
+    without its activation), in float32."""
+    ops = keras.ops
+    if head.channels_first:
+        features = ops.transpose(features, (0, 3, 1, 2))
+    pooled = ops.cast(inference_model(head.head_model)(features, training=False), "float32")
+    logits = ops.matmul(pooled, ops.cast(head.dense.kernel, "float32"))
+    if head.dense.bias is not None:
+        logits = logits + ops.cast(head.dense.bias, "float32")
+    return logits
+
+
+def _choose(plan: Plan, given: Any, logits: Any) -> Any:
+    """Class ids ``(B, K)`` (int32): the top ``K`` by logit (best first; ties: lower id first),
+    every class, or the given ones."""
+    ops = keras.ops
+    if plan.classes == "top":
+        return ops.top_k(logits, plan.count, sorted=True)[1]
+    if plan.classes == "all":
+        every = ops.expand_dims(ops.arange(plan.count, dtype="int32"), 0)
+        return ops.broadcast_to(every, (ops.shape(logits)[0], plan.count))
+    return ops.cast(given, "int32")
+
+
+def _upsample(low_res: Any, size: tuple[int, int]) -> Any:
+    """``(B, K, h, w)`` → ``(B, K, H, W)``, bilinear, as :func:`helpers.upsample_maps`."""
+    ops = keras.ops
+    shape = ops.shape(low_res)
+    flat = ops.reshape(low_res, (-1, shape[2], shape[3], 1))
+    maps = ops.image.resize(flat, size, interpolation="bilinear", antialias=False)
+    return ops.reshape(maps, (-1, shape[1], size[0], size[1]))
+
+
+def _method(method: Any, head: CAMHead, plan: Plan, features: Any, given: Any) -> dict[str, Any]:
+    """Stage 2: logits, class choice, the method's inputs, its maps, optional upsampling."""
+    logits_of = functools.partial(_logits, head)
+    choose = functools.partial(_choose, plan, given)
+    needs = set(method.inputs)
+    available: dict[str, Any] = {"features": features}
+    if needs & set(GRADIENT_INPUTS):
+        per_position = "gradients" in needs
+        logits, ids, gradients = class_gradients(logits_of, choose, features,
+                                                 per_position=per_position)
+        available["gradients" if per_position else "pooled_gradients"] = gradients
+        if per_position and "pooled_gradients" in needs:
+            available["pooled_gradients"] = keras.ops.sum(gradients, axis=(2, 3))
+    else:
+        logits = logits_of(features)
+        ids = choose(logits)
+    available.update(
+        logits=logits,
+        class_ids=None if plan.classes == "all" else ids,  # None: every class, in id order
+        kernel=keras.ops.cast(head.dense.kernel, "float32"),
+    )
+    low_res = method.maps(available)
+    outputs = {"low_res": low_res, "logits": logits}
+    if plan.classes == "top":
+        outputs["class_ids"] = ids
+    if plan.size is not None:
+        outputs["maps"] = _upsample(low_res, plan.size)
+    return outputs
+
+
+def programs(method: Any, model: Any, plan: Plan, layer: str | None = None) -> tuple[Any, Any]:
+    """``(network, method program)`` for ``method`` on ``model`` (a Classifier or Keras model):
+    ``network(images)`` → ``A``; ``program(A, class_ids)`` → dict of outputs (``class_ids`` is
+    ``(B, K)`` int64 for "given" plans, ``(B, 0)`` otherwise). Built once and cached."""
+    keras_model = keras_model_of(model)
+    head = find_head(keras_model, layer, pooling=method.pooling_head)
+    network = cached(keras_model, ("network", head, plan.precision), lambda: network_program(
+        functools.partial(_network, head), head.feature_model, [], plan.precision))
+    shape = head.feature_shape
+    height, width = shape[1:] if head.channels_first else shape[:2]
+    # The method program reads float32 features whatever the network's precision: one program
+    # serves every precision of the same request.
+    key = ("method", method.name, head, plan.classes, plan.count, plan.size)
+    inference_model(head.head_model)  # fold now, eagerly, never while tracing
+    program = cached(keras_model, key, lambda: compile_function(
+        functools.partial(_counted, functools.partial(_method, method, head, plan)),
+        [*head.head_model.variables, *head.dense.variables],
+        [((None, height, width, head.channels), "float32"), ((None, None), "int64")],
+    ))
+    return network, program
+
+
+def _counted(body: Any, *args: Any) -> Any:
+    counters["traces"] += 1
+    return body(*args)
+
+
+def to_numpy(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A program's outputs as numpy arrays."""
+    return {name: np.asarray(keras.ops.convert_to_numpy(value)) for name, value in outputs.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# One call
+# --------------------------------------------------------------------------------------------
+
+
+def _class_ids(chosen: Classes, outputs: dict[str, np.ndarray], batch: int) -> np.ndarray:
+    if chosen.kind == "given":
+        return chosen.ids
+    if chosen.kind == "all":
+        return np.tile(np.arange(chosen.count, dtype=np.int64), (batch, 1))
+    return outputs["class_ids"].astype(np.int64)
+
+
+def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | None = None,
+        layer: str | None = None, *, upsample: bool = False, dtype: str | None = None
+        ) -> CAMResult:
+    """Maps of ``method`` for ``images``: check the request, run the two programs over the
+    images in chunks, gather the result. The public functions of :mod:`helpers.cam` call this."""
+    backend = keras.backend.backend()
+    if set(method.inputs) & set(GRADIENT_INPUTS) and backend not in BACKENDS:
+        raise NotImplementedError(
+            f"{method.name} needs gradients and is implemented for the TensorFlow and JAX "
+            f"backends; the current Keras backend is {backend!r}. Set KERAS_BACKEND=tensorflow "
+            "or jax, or use class_activation_maps, which runs on every backend."
+        )
+    precision = check_precision(dtype)
+    head = find_head(model, layer, pooling=method.pooling_head)
+    batch = prepare_images(model, images)
+    count, size = int(batch.shape[0]), (int(batch.shape[1]), int(batch.shape[2]))
+    chosen = resolve_classes(classes, top_k, count, head.num_classes)
+    _check_upsample(upsample, count, chosen.count, size)
+    plan = Plan(chosen.kind, chosen.count, size if upsample else None, precision)
+    network, program = programs(method, model, plan, layer)
+    given = chosen.ids if chosen.ids is not None else np.zeros((count, 0), dtype=np.int64)
+    chunk = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:])))
+    parts = []
+    for start in range(0, count, chunk):
+        counters["network_calls"] += 1
+        features = network(batch[start:start + chunk])
+        parts.append(to_numpy(program(features, given[start:start + chunk])))
+    outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    class_ids = _class_ids(chosen, outputs, count)
+    return CAMResult(
+        low_res=outputs["low_res"].astype(np.float32, copy=False),
+        class_ids=class_ids,
+        logits=outputs["logits"].astype(np.float32, copy=False),
+        input_size=size,
+        class_names=class_names(model, head.num_classes),
+        method=method.name,
+        layer=head.feature_layer,
+        bias=head.bias[class_ids] if method.pooling_head else None,
+        pooling=head.pooling_kind if method.pooling_head else None,
+        output_activation=head.output_activation,
+        dtype=precision,
+        _maps=outputs["maps"].astype(np.float32, copy=False) if "maps" in outputs else None,
+    )

@@ -1,0 +1,206 @@
+"""The result of every map method, and the two things one does with maps: resize and normalise.
+
+Introduced in notebook 03.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+__all__ = ["CAMResult", "normalize_cam", "upsample_maps"]
+
+#: Memory budget (number of float32 values) for one chunk of upsampled maps.
+_CHUNK_VALUES = 1 << 24
+
+
+def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of maps ``(..., h, w)`` to ``(..., H, W)``, in one resize call.
+
+    Introduced in notebook 03. Half-pixel centres (as ``keras.ops.image.resize``); no
+    antialiasing (it is an upsampling). The resize is linear, so upsampling a weighted sum of
+    feature maps equals the weighted sum of the upsampled feature maps.
+
+    Parameters
+    ----------
+    low_res
+        Maps ``(..., h, w)``.
+    size
+        ``(H, W)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(..., H, W)``.
+    """
+    low_res = np.asarray(low_res, dtype=np.float32)
+    if low_res.ndim < 2:
+        raise ValueError(f"maps must have at least 2 dimensions (h, w), got shape {low_res.shape}")
+    height, width = (int(s) for s in size)
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive (H, W), got {size}")
+    lead, (h, w) = low_res.shape[:-2], low_res.shape[-2:]
+    flat = low_res.reshape(-1, h, w, 1)
+    out = np.empty((flat.shape[0], height, width), dtype=np.float32)
+    chunk = max(1, _CHUNK_VALUES // (height * width))
+    for start in range(0, flat.shape[0], chunk):  # chunks only bound memory ("all" classes)
+        resized = keras.ops.image.resize(
+            flat[start : start + chunk], (height, width), interpolation="bilinear", antialias=False
+        )
+        out[start : start + chunk] = keras.ops.convert_to_numpy(resized)[..., 0]
+    return out.reshape(*lead, height, width)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(eq=False)
+class CAMResult:
+    """Maps for ``B`` images and ``K`` classes each, from any method of :mod:`helpers.cam`.
+
+    Introduced in notebook 03.
+
+    Attributes
+    ----------
+    low_res
+        ``(B, K, h, w)`` maps at feature resolution. CAM: ``M_c = Σ_k w_k^c f_k`` (no bias, no
+        ReLU, no normalisation), so ``low_res.mean(axis=(2, 3)) + bias == scores``. Grad-CAM:
+        ``Σ_k α_k^c A_k`` before the ReLU.
+    class_ids
+        ``(B, K)`` int class ids, row ``b`` for image ``b``.
+    logits
+        ``(B, num_classes)`` class scores before any softmax.
+    input_size
+        ``(H, W)`` of the model input; :attr:`maps` have this size and cover the whole image.
+    class_names
+        ``num_classes`` names (ImageNet names for a Classifier, ``"class i"`` otherwise).
+    method
+        The method's name: ``"cam"``, ``"grad_cam"``, ...
+    layer
+        Name of the layer whose feature maps were weighted.
+    bias
+        ``(B, K)`` Dense bias of each class (CAM only; None for gradient methods).
+    pooling
+        CAM only: ``"average"`` for a GAP head, where ``mean(M_c) + b_c = S_c`` holds, or
+        ``"max"`` for a GMP head, where it does not (``S_c = Σ_k w_k^c max f_k + b_c``: each
+        channel contributes its own maximum, wherever it is). None for gradient methods.
+    output_activation
+        What turns the model's logits into its output: ``"softmax"``, ``"sigmoid"`` (one
+        logit, or independent labels) or ``"linear"``; :attr:`probabilities` follow it.
+    dtype
+        Precision of the network pass: ``"float32"`` or a mixed-precision policy name.
+    """
+
+    low_res: np.ndarray
+    class_ids: np.ndarray
+    logits: np.ndarray
+    input_size: tuple[int, int]
+    class_names: tuple[str, ...] = field(repr=False)
+    method: str = "cam"
+    layer: str = ""
+    bias: np.ndarray | None = field(default=None, repr=False)
+    pooling: str | None = None
+    output_activation: str = "softmax"
+    dtype: str = "float32"
+    _maps: np.ndarray | None = field(default=None, repr=False)
+    _probabilities: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def maps(self) -> np.ndarray:
+        """``(B, K, H, W)``: :attr:`low_res` bilinearly upsampled to :attr:`input_size`.
+
+        Computed on first access (or by the compiled call itself with ``upsample=True``),
+        then kept: with ``classes="all"`` this is
+        ``B × num_classes × H × W`` floats (200 MB per image for 1000 classes at 224 × 224), so
+        use :meth:`map` for a few maps.
+        """
+        if self._maps is None:
+            self._maps = upsample_maps(self.low_res, self.input_size)
+        return self._maps
+
+    def map(self, image_index: int = 0, k: int = 0) -> np.ndarray:
+        """One upsampled map ``(H, W)``: image ``image_index``, its ``k``-th requested class."""
+        if self._maps is not None:
+            return self._maps[image_index, k]
+        return upsample_maps(self.low_res[image_index, k], self.input_size)
+
+    @property
+    def identity_holds(self) -> bool:
+        """Whether ``low_res.mean(axis=(2, 3)) + bias == scores`` holds by construction (a CAM
+        of a GAP head)."""
+        return self.pooling == "average"
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """``(B, num_classes)`` probabilities: the sigmoid of each logit when the model ends in
+        a sigmoid or has a single logit (a softmax over one logit would always be 1), else the
+        softmax of :attr:`logits`."""
+        if self._probabilities is None:
+            if self.output_activation == "sigmoid" or self.logits.shape[-1] == 1:
+                self._probabilities = _sigmoid(self.logits)
+            else:
+                self._probabilities = _softmax(self.logits)
+        return self._probabilities
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``(B, K)`` logits of the requested classes."""
+        return np.take_along_axis(self.logits, self.class_ids, axis=1)
+
+    @property
+    def class_probabilities(self) -> np.ndarray:
+        """``(B, K)`` softmax probabilities of the requested classes."""
+        return np.take_along_axis(self.probabilities, self.class_ids, axis=1)
+
+    @property
+    def num_images(self) -> int:
+        return int(self.low_res.shape[0])
+
+    def class_name(self, class_id: int) -> str:
+        """Name of class ``class_id``."""
+        is_int = isinstance(class_id, (int, np.integer)) and not isinstance(class_id, bool)
+        if not is_int or not 0 <= int(class_id) < len(self.class_names):
+            raise ValueError(
+                f"class id must be an int in 0..{len(self.class_names) - 1}, got {class_id!r}"
+            )
+        return self.class_names[int(class_id)]
+
+    def label(self, image_index: int = 0, k: int = 0) -> str:
+        """``"Egyptian cat (285), p = 0.79"`` for image ``image_index``'s ``k``-th class
+        (probability to two significant digits, so that small ones stay visible: 0.0041)."""
+        class_id = int(self.class_ids[image_index, k])
+        probability = float(self.probabilities[image_index, class_id])
+        return f"{self.class_names[class_id]} ({class_id}), p = {probability:.2g}"
+
+
+def normalize_cam(maps: Any) -> np.ndarray:
+    """Min-max scale each map ``(..., H, W)`` to [0, 1] for display.
+
+    Introduced in notebook 03. A constant map (max == min, e.g. a class with no evidence
+    anywhere in a degenerate input) becomes all zeros instead of a division by zero.
+
+    Raises
+    ------
+    ValueError
+        If the maps contain NaN or infinite values, or have fewer than 2 dimensions.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim < 2:
+        raise ValueError(f"maps must have shape (..., H, W), got {maps.shape}")
+    if not np.all(np.isfinite(maps)):
+        raise ValueError("maps contain NaN or infinite values")
+    wide = maps.astype(np.float64)  # max - min of finite float32 values can overflow float32
+    low = wide.min(axis=(-2, -1), keepdims=True)
+    span = wide.max(axis=(-2, -1), keepdims=True) - low
+    safe = np.where(span > 0, span, 1.0)
+    return np.where(span > 0, (wide - low) / safe, 0.0).astype(np.float32)

@@ -1,0 +1,117 @@
+"""The engine runs what helpers.cam says: every method's compiled, folded result equals its
+readable function run eagerly on the unfolded model; new methods need only a weights function."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import _engine, cam
+
+needs_tensorflow = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the eager reference takes gradients with tf.GradientTape (TensorFlow only)",
+)
+
+
+def _nested_model() -> keras.Model:
+    """A base with BatchNormalization inside a Sequential, GAP, Dropout, Dense with softmax."""
+    keras.utils.set_random_seed(3)
+    base = keras.Sequential([
+        keras.Input((20, 20, 3)),
+        keras.layers.Conv2D(6, 3, name="conv_a"),
+        keras.layers.BatchNormalization(name="bn_a"),
+        keras.layers.ReLU(),
+        keras.layers.Conv2D(8, 3, strides=2, name="conv_b"),
+        keras.layers.BatchNormalization(name="bn_b"),
+        keras.layers.ReLU(name="relu_b"),
+    ], name="base")
+    model = keras.Sequential([
+        keras.Input((20, 20, 3)), base, keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dropout(0.2), keras.layers.Dense(5, activation="softmax"),
+    ], name="nested")
+    rng = np.random.default_rng(4)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.3, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _nested_model()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(5).uniform(-1, 1, (3, 20, 20, 3)).astype(np.float32)
+
+
+def _eager_inputs(head, images, class_ids):
+    """What the engine gives a method, computed eagerly on the unfolded model with
+    tf.GradientTape: the feature map, the logits, the gradients of the chosen logits."""
+    import tensorflow as tf
+
+    features = tf.convert_to_tensor(head.feature_model(images, training=False))
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        pooled = head.head_model(features, training=False)
+        logits = tf.matmul(pooled, head.dense.kernel) + head.dense.bias
+        selected = tf.gather(logits, class_ids, batch_dims=1)
+    gradients = tape.batch_jacobian(selected, features)  # (B, K, h, w, k)
+    return {
+        "features": features, "logits": logits, "class_ids": tf.constant(class_ids),
+        "kernel": head.dense.kernel, "gradients": gradients,
+        "pooled_gradients": tf.reduce_sum(gradients, axis=(2, 3)),
+    }
+
+
+@needs_tensorflow
+@pytest.mark.parametrize("name", sorted(cam.METHODS))
+def test_every_method_equals_its_readable_function_run_eagerly(model, images, name):
+    method = cam.METHODS[name]
+    class_ids = np.array([[0, 3], [1, 2], [4, 4]])
+    result = _engine.run(method, model, images, classes=class_ids)
+    head = _engine.find_head(model, pooling=method.pooling_head)
+    want = keras.ops.convert_to_numpy(method.maps(_eager_inputs(head, images, class_ids)))
+    assert result.low_res.shape == want.shape == (3, 2, 8, 8)
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert _engine.count_folded(_engine.fold_batch_norm(head.feature_model)) == 2  # it was folded
+
+
+def test_a_new_method_is_one_weights_function(model, images):
+    """Grad-CAM written from per-position gradients (as Grad-CAM++ needs them) gives Grad-CAM;
+    the engine computes exactly the inputs the weights function names."""
+
+    def mean_gradient_weights(gradients):
+        return keras.ops.mean(gradients, axis=(2, 3))
+
+    per_position = cam.Method("grad_cam_per_position", mean_gradient_weights)
+    assert per_position.inputs == ("gradients",)
+    got = _engine.run(per_position, model, images, classes="all")
+    want = cam.grad_cam(model, images, classes="all")
+    np.testing.assert_allclose(got.low_res, want.low_res, rtol=1e-4,
+                               atol=1e-5 * np.abs(want.low_res).max())
+    assert got.method == "grad_cam_per_position" and got.bias is None
+
+
+def test_counters_count_traces_not_calls(images):
+    model = _nested_model()
+    counters = _engine.counters
+    traces, calls = counters["traces"], counters["network_calls"]
+    for _ in range(3):
+        cam.class_activation_maps(model, images, top_k=2)
+    assert counters["network_calls"] - calls == 3
+    assert counters["traces"] - traces == 2  # the network and the CAM program, once each
+
+
+def test_switching_folding_off_runs_the_model_as_it_is(model, images):
+    with _engine.folding(False):
+        plain = cam.class_activation_maps(model, images, classes="all")
+    folded = cam.class_activation_maps(model, images, classes="all")
+    np.testing.assert_allclose(plain.low_res, folded.low_res, rtol=1e-4,
+                               atol=1e-5 * np.abs(plain.low_res).max())
+    reference = keras.ops.convert_to_numpy(model(images, training=False))
+    np.testing.assert_allclose(plain.probabilities, reference, atol=1e-6)
