@@ -24,14 +24,20 @@ The methods differ only in where the weights come from:
   ``w_k^c = α_k^c = mean_{x,y} ∂S_c/∂A_k(x, y)``, the spatial mean of the gradient of the
   logit (:func:`grad_cam_weights`). On a GAP → Dense network with ``A = f``,
   ``∂S_c/∂f_k(x, y) = w_k^c / (h·w)``: Grad-CAM is CAM / (h·w).
+* **Grad-CAM++** (Chattopadhay et al., WACV 2018): positive gradients weighted per position by
+  ``α`` from the second and third powers of the gradient (:func:`grad_cam_plus_plus_weights`).
+* **Score-CAM** (Wang et al., CVPR-W 2020), gradient-free: the weight of channel ``k`` is how much
+  the class score rises when the input is masked by that channel's map
+  (:func:`score_cam_weights`); one forward pass per channel, so it is slow.
 
 **Adding a method** is one weights function plus one entry in :data:`METHODS`. Its parameter
 names say what it reads, and the engine passes exactly those (computing gradients only when
 asked): ``features`` (``A``, ``(B, h, w, k)``), ``kernel`` (the Dense kernel ``(k, C)``; needs a
 pooling head), ``class_ids`` (``(B, K)``, or None for every class in id order), ``logits``
-(``(B, C)``), ``pooled_gradients`` (``Σ_{x,y} ∂S_c/∂A_k(x, y)``, ``(B, K, k)``) and ``gradients``
-(``∂S_c/∂A_k(x, y)``, ``(B, K, h, w, k)``). It returns weights ``(B, K, k)`` (or ``(K, k)``, the
-same for every image).
+(``(B, C)``), ``pooled_gradients`` (``Σ_{x,y} ∂S_c/∂A_k(x, y)``, ``(B, K, k)``), ``gradients``
+(``∂S_c/∂A_k(x, y)``, ``(B, K, h, w, k)``) and ``masked_scores`` (the logit ``S_c`` of the input
+masked by each channel's normalised, upsampled map, ``(B, K, k)``: one forward pass per channel).
+It returns weights ``(B, K, k)`` (or ``(K, k)``, the same for every image).
 
 How it runs (the engine's business, not needed to follow the math): two compiled programs per
 model and kind of request (``tf.function`` on TensorFlow, ``jax.jit`` on JAX), the network once
@@ -61,8 +67,12 @@ __all__ = [
     "class_activation_maps",
     "find_cam_head",
     "grad_cam",
+    "grad_cam_plus_plus",
+    "grad_cam_plus_plus_weights",
     "grad_cam_weights",
     "normalize_cam",
+    "score_cam",
+    "score_cam_weights",
     "upsample_maps",
     "weighted_sum",
 ]
@@ -99,6 +109,27 @@ def grad_cam_weights(pooled_gradients: Any, features: Any) -> Any:
     return pooled_gradients / keras.ops.cast(height * width, "float32")
 
 
+def grad_cam_plus_plus_weights(gradients: Any, features: Any) -> Any:
+    """Grad-CAM++: ``w_k^c = Σ_{x,y} α_k^c(x, y) · relu(g(x, y))``, with ``g = ∂S_c/∂A_k`` and
+
+        α = g² / (2 g² + s_k g³ + ε),   s_k = Σ_{a,b} A_k(a, b),   ε = 1e-6   (α = 0 where g = 0),
+
+    as pytorch-grad-cam computes it (the raw logit, α not normalised). ``(B, K, k)``."""
+    ops = keras.ops
+    g2 = ops.square(gradients)  # (B, K, h, w, k)
+    sums = ops.sum(features, axis=(1, 2))[:, None, None, None, :]  # s_k, (B, 1, 1, 1, k)
+    alpha = g2 / (2.0 * g2 + sums * g2 * gradients + 1e-6)
+    alpha = ops.where(ops.not_equal(gradients, 0.0), alpha, 0.0)
+    return ops.sum(alpha * ops.relu(gradients), axis=(2, 3))
+
+
+def score_cam_weights(masked_scores: Any) -> Any:
+    """Score-CAM: each channel's map, upsampled and min-max scaled to [0, 1], masks the input;
+    the logit of class ``c`` for each masked input, softmax-normalised over the channels, is the
+    channel's weight: ``w_k^c = softmax_k(S_c(x ⊙ norm(up(A_k))))``. ``(B, K, k)``."""
+    return keras.ops.softmax(masked_scores, axis=-1)
+
+
 # --------------------------------------------------------------------------------------------
 # The methods
 # --------------------------------------------------------------------------------------------
@@ -130,6 +161,8 @@ class Method:
 METHODS: dict[str, Method] = {
     "cam": Method("cam", cam_weights, pooling_head=True),
     "grad_cam": Method("grad_cam", grad_cam_weights),
+    "grad_cam_plus_plus": Method("grad_cam_plus_plus", grad_cam_plus_plus_weights),
+    "score_cam": Method("score_cam", score_cam_weights),
 }
 
 
@@ -268,4 +301,47 @@ def grad_cam(
         Unknown or unsuitable target layer, bad images, class ids or dtype.
     """
     return run(METHODS["grad_cam"], model, images, classes, top_k, layer,
+               upsample=upsample, dtype=dtype)
+
+
+def grad_cam_plus_plus(
+    model: Any,
+    images: Any,
+    classes: Any = None,
+    top_k: int | None = None,
+    layer: str | None = None,
+    *,
+    upsample: bool = False,
+    dtype: str | None = None,
+) -> CAMResult:
+    """Grad-CAM++ maps ``Σ_k w_k^c A_k`` (before ReLU), weights from
+    :func:`grad_cam_plus_plus_weights`.
+
+    Introduced in notebook 06. Arguments, result and errors as in :func:`grad_cam`
+    (``method="grad_cam_plus_plus"``). The per-position gradients of all requested classes come
+    from one compiled program; their memory (``B × K × h × w × k`` floats) is bounded by running
+    the images in chunks, so ``classes="all"`` works but is slow.
+    """
+    return run(METHODS["grad_cam_plus_plus"], model, images, classes, top_k, layer,
+               upsample=upsample, dtype=dtype)
+
+
+def score_cam(
+    model: Any,
+    images: Any,
+    classes: Any = None,
+    top_k: int | None = None,
+    layer: str | None = None,
+    *,
+    upsample: bool = False,
+    dtype: str | None = None,
+) -> CAMResult:
+    """Score-CAM maps ``Σ_k w_k^c A_k`` (before ReLU), weights from :func:`score_cam_weights`.
+
+    Introduced in notebook 06. Arguments, result and errors as in :func:`grad_cam`
+    (``method="score_cam"``), on every backend (no gradients). Costs one forward pass of the
+    network per channel of ``layer`` and image (1,280 on EfficientNet-Lite0's last layer), run
+    in batches bounded in memory: choose a layer with fewer channels, or few images.
+    """
+    return run(METHODS["score_cam"], model, images, classes, top_k, layer,
                upsample=upsample, dtype=dtype)

@@ -61,10 +61,22 @@ def _eager_inputs(head, images, class_ids):
         logits = tf.matmul(pooled, head.dense.kernel) + head.dense.bias
         selected = tf.gather(logits, class_ids, batch_dims=1)
     gradients = tape.batch_jacobian(selected, features)  # (B, K, h, w, k)
+    # Score-CAM's input: the logits of the image masked by each normalised, upsampled channel.
+    masked_scores = []
+    for b in range(len(images)):
+        channels = tf.transpose(features[b], (2, 0, 1))[..., None]  # (k, h, w, 1)
+        up = tf.image.resize(channels, images.shape[1:3])  # bilinear
+        low = tf.reduce_min(up, axis=(1, 2, 3), keepdims=True)
+        high = tf.reduce_max(up, axis=(1, 2, 3), keepdims=True)
+        masked = images[b][None] * (up - low) / (high - low + 1e-8)  # (k, H, W, C)
+        pooled = head.head_model(head.feature_model(masked, training=False), training=False)
+        masked_logits = tf.matmul(pooled, head.dense.kernel) + head.dense.bias  # (k, C)
+        masked_scores.append(tf.transpose(tf.gather(masked_logits, class_ids[b], axis=1)))
     return {
         "features": features, "logits": logits, "class_ids": tf.constant(class_ids),
         "kernel": head.dense.kernel, "gradients": gradients,
         "pooled_gradients": tf.reduce_sum(gradients, axis=(2, 3)),
+        "masked_scores": tf.stack(masked_scores),  # (B, K, k)
     }
 
 

@@ -14,7 +14,7 @@ from helpers._engine import graph
 def _randomize_batch_norm(model: keras.Model, seed: int = 0) -> None:
     """Moving statistics and affine parameters far from their initial 0/1, so folding is tested."""
     rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in graph.all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             for variable in (layer.moving_mean, layer.beta):
                 if variable is not None:

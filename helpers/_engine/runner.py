@@ -24,16 +24,20 @@ import numpy as np
 
 from helpers._engine.autodiff import BACKENDS, class_gradients
 from helpers._engine.compile import (
-    PRECISIONS, cached, compile_function, counters, inference_model, network_program,
+    PRECISIONS, cached, compile_function, counters, inference_model, network_program, traced,
 )
+from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
 from helpers._engine.inputs import Classes, class_names, prepare_images, resolve_classes
 from helpers.maps import CAMResult
 
-__all__ = ["GRADIENT_INPUTS", "Plan", "check_precision", "programs", "run", "to_numpy"]
+__all__ = ["GRADIENT_INPUTS", "Plan", "check_precision", "masked_logits", "programs", "run",
+           "to_numpy"]
 
 #: Method inputs computed by automatic differentiation.
 GRADIENT_INPUTS = ("gradients", "pooled_gradients")
+#: Most float32 values of per-position gradients (``B × K × h × w × k``) in one chunk (256 MiB).
+GRADIENT_VALUES = 1 << 26
 #: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
 UPSAMPLE_LIMIT = 1 << 28
 #: Images go through the network in chunks of at most this many input values (32 MiB).
@@ -122,8 +126,11 @@ def _upsample(low_res: Any, size: tuple[int, int]) -> Any:
     return ops.reshape(maps, (-1, shape[1], size[0], size[1]))
 
 
-def _method(method: Any, head: CAMHead, plan: Plan, features: Any, given: Any) -> dict[str, Any]:
-    """Stage 2: logits, class choice, the method's inputs, its maps, optional upsampling."""
+def _method(method: Any, head: CAMHead, plan: Plan, features: Any, given: Any,
+            masked: Any = None) -> dict[str, Any]:
+    """Stage 2: logits, class choice, the method's inputs, its maps, optional upsampling.
+    ``masked``: the logits of the masked inputs ``(B, k, C)``, for methods that read
+    ``masked_scores``."""
     logits_of = functools.partial(_logits, head)
     choose = functools.partial(_choose, plan, given)
     needs = set(method.inputs)
@@ -138,6 +145,12 @@ def _method(method: Any, head: CAMHead, plan: Plan, features: Any, given: Any) -
     else:
         logits = logits_of(features)
         ids = choose(logits)
+    if masked is not None:  # (B, k, C) → the chosen classes' scores (B, K, k)
+        scores = keras.ops.transpose(masked, (0, 2, 1))
+        if plan.classes != "all":
+            choice = keras.ops.one_hot(ids, keras.ops.shape(logits)[-1], dtype="float32")
+            scores = keras.ops.einsum("bck,bjc->bjk", scores, choice)
+        available["masked_scores"] = scores
     available.update(
         logits=logits,
         class_ids=None if plan.classes == "all" else ids,  # None: every class, in id order
@@ -166,12 +179,49 @@ def programs(method: Any, model: Any, plan: Plan, layer: str | None = None) -> t
     # serves every precision of the same request.
     key = ("method", method.name, head, plan.classes, plan.count, plan.size)
     inference_model(head.head_model)  # fold now, eagerly, never while tracing
+    signature = [((None, height, width, head.channels), "float32"), ((None, None), "int64")]
+    if "masked_scores" in method.inputs:
+        signature.append(((None, head.channels, head.num_classes), "float32"))
     program = cached(keras_model, key, lambda: compile_function(
         functools.partial(_counted, functools.partial(_method, method, head, plan)),
-        [*head.head_model.variables, *head.dense.variables],
-        [((None, height, width, head.channels), "float32"), ((None, None), "int64")],
+        [*head.head_model.variables, *head.dense.variables], signature,
     ))
     return network, program
+
+
+def _masked_network(head: CAMHead, image: Any, maps: Any) -> Any:
+    """Logits ``(n, C)`` of one preprocessed image ``(1, H, W, C)`` masked by each of ``n`` maps
+    ``(n, h, w)``, each upsampled (bilinear) and min-max scaled to [0, 1] (Score-CAM's masks)."""
+    ops = keras.ops
+    up = ops.image.resize(maps[..., None], tuple(image.shape[1:3]), interpolation="bilinear",
+                          antialias=False)  # (n, H, W, 1)
+    low = ops.min(up, axis=(1, 2, 3), keepdims=True)
+    high = ops.max(up, axis=(1, 2, 3), keepdims=True)
+    masks = (up - low) / (high - low + 1e-8)
+    return _logits(head, _network(head, image * masks))
+
+
+def masked_logits(head: CAMHead, model: Any, batch: np.ndarray, features: Any,
+                  precision: str) -> np.ndarray:
+    """``(B, k, C)``: for each image and each channel ``k`` of ``features`` ``(B, h, w, k)``, the
+    logits of the image masked by that channel's normalised, upsampled map. One forward pass per
+    channel, in batches of at most :data:`CHUNK_INPUT_VALUES` input values."""
+    keras_model = keras_model_of(model)
+    layers = all_layers(inference_model(head.feature_model))
+    program = cached(keras_model, ("masked", head, precision), lambda: compile_function(
+        functools.partial(traced, functools.partial(_masked_network, head), layers, precision),
+        [*head.feature_model.variables, *head.head_model.variables, *head.dense.variables],
+        [((1, *batch.shape[1:]), "float32"), ((None, *tuple(features.shape[1:3])), "float32")],
+    ))
+    maps = np.moveaxis(np.asarray(keras.ops.convert_to_numpy(features)), -1, 1)  # (B, k, h, w)
+    step = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:])))
+    out = np.empty((*maps.shape[:2], head.num_classes), dtype=np.float32)
+    for b in range(len(batch)):
+        for start in range(0, maps.shape[1], step):
+            counters["network_calls"] += 1
+            logits = program(batch[b:b + 1], maps[b, start:start + step])
+            out[b, start:start + step] = keras.ops.convert_to_numpy(logits)
+    return out
 
 
 def _counted(body: Any, *args: Any) -> Any:
@@ -197,6 +247,23 @@ def _class_ids(chosen: Classes, outputs: dict[str, np.ndarray], batch: int) -> n
     return outputs["class_ids"].astype(np.int64)
 
 
+def _chunk(method: Any, head: CAMHead, batch: np.ndarray, count: int) -> int:
+    """Images per network call: bounded by the input's size, and for per-position gradients by
+    ``B × K × h × w × k``; ValueError if one image's gradients alone exceed four chunks."""
+    chunk = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:])))
+    if "gradients" not in method.inputs:
+        return chunk
+    sizes = [s for s in head.feature_shape if s is not None]
+    per_image = count * int(np.prod(sizes)) if len(sizes) == 3 else GRADIENT_VALUES
+    if per_image > 4 * GRADIENT_VALUES:
+        raise ValueError(
+            f"{method.name} needs the gradient at every position for each class: {count} classes "
+            f"× {head.feature_shape} is {per_image * 4 / 2**30:.1f} GiB per image; ask for fewer "
+            "classes (top_k or a list of class ids)"
+        )
+    return max(1, min(chunk, GRADIENT_VALUES // per_image))
+
+
 def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | None = None,
         layer: str | None = None, *, upsample: bool = False, dtype: str | None = None
         ) -> CAMResult:
@@ -218,12 +285,16 @@ def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | 
     plan = Plan(chosen.kind, chosen.count, size if upsample else None, precision)
     network, program = programs(method, model, plan, layer)
     given = chosen.ids if chosen.ids is not None else np.zeros((count, 0), dtype=np.int64)
-    chunk = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:])))
+    chunk = _chunk(method, head, batch, chosen.count)
     parts = []
     for start in range(0, count, chunk):
         counters["network_calls"] += 1
-        features = network(batch[start:start + chunk])
-        parts.append(to_numpy(program(features, given[start:start + chunk])))
+        part = batch[start:start + chunk]
+        features = network(part)
+        extra = []
+        if "masked_scores" in method.inputs:
+            extra.append(masked_logits(head, model, part, features, precision))
+        parts.append(to_numpy(program(features, given[start:start + chunk], *extra)))
     outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     class_ids = _class_ids(chosen, outputs, count)
     return CAMResult(

@@ -1,0 +1,151 @@
+"""Grad-CAM++ and Score-CAM (notebook 06) on cases with a known answer, and against hand
+computations written as pytorch-grad-cam writes them (layout (B, k, h, w), numpy)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import _engine, cam
+
+needs_tensorflow = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the hand computation takes gradients with tf.GradientTape (TensorFlow only)",
+)
+
+
+def _gap_model(channels: int = 6, seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(channels, 3, strides=2, activation="relu", name="features"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4, name="logits"),
+    ], name=f"gap_{channels}")
+
+
+def _images(count: int = 3, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (count, 12, 12, 3)).astype(np.float32)
+
+
+def _features(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    head = cam.find_cam_head(model)
+    return keras.ops.convert_to_numpy(head.feature_model(images, training=False))
+
+
+def test_grad_cam_plus_plus_on_a_gap_network_is_a_closed_form_of_the_dense_weights():
+    """On GAP → Dense, g = ∂S_c/∂f_k(x, y) = w_k^c / (h·w) everywhere, so
+    w_k^c = h·w · α · relu(g) with α = g² / (2g² + s_k g³ + 1e-6)."""
+    model, images = _gap_model(), _images()
+    result = cam.grad_cam_plus_plus(model, images, classes="all")
+    features = _features(model, images)  # (B, h, w, k)
+    h, w = features.shape[1:3]
+    kernel = cam.find_cam_head(model).weights  # (k, C)
+    g = kernel.T[None] / (h * w)  # (1, C, k)
+    s = features.sum(axis=(1, 2))[:, None, :]  # (B, 1, k)
+    alpha = np.where(g != 0, g**2 / (2 * g**2 + s * g**3 + 1e-6), 0.0)
+    weights = h * w * alpha * np.maximum(g, 0)  # (B, C, k)
+    want = np.einsum("bhwk,bck->bchw", features, weights)
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    assert result.method == "grad_cam_plus_plus" and result.bias is None
+
+
+def test_score_cam_with_one_channel_is_that_channel():
+    """One channel: softmax over one score is 1, so the map is the channel itself."""
+    model, images = _gap_model(channels=1, seed=2), _images()
+    result = cam.score_cam(model, images, top_k=2)
+    features = _features(model, images)[..., 0]  # (B, h, w)
+    for k in range(2):
+        np.testing.assert_allclose(result.low_res[:, k], features, rtol=1e-5, atol=1e-6)
+
+
+def _score_cam_by_hand(model, images, class_ids):
+    """pytorch-grad-cam's ScoreCAM.get_cam_weights, step by step, in numpy (eager model calls)."""
+    activations = np.moveaxis(_features(model, images), -1, 1)  # (B, k, h, w)
+    size = images.shape[1:3]
+    up = keras.ops.convert_to_numpy(keras.ops.image.resize(
+        activations.reshape(-1, *activations.shape[2:], 1), size, interpolation="bilinear",
+        antialias=False)).reshape(*activations.shape[:2], *size)
+    maxs = up.reshape(*up.shape[:2], -1).max(-1)[..., None, None]
+    mins = up.reshape(*up.shape[:2], -1).min(-1)[..., None, None]
+    up = (up - mins) / (maxs - mins + 1e-8)
+    weights = []
+    for b, targets in enumerate(class_ids):
+        masked = images[b][None] * up[b][..., None]  # (k, H, W, C)
+        logits = keras.ops.convert_to_numpy(model(masked, training=False))  # (k, C)
+        scores = logits[:, targets].T  # (K, k)
+        e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        weights.append(e / e.sum(axis=-1, keepdims=True))
+    return np.einsum("bkhw,bck->bchw", activations, np.stack(weights))
+
+
+def test_score_cam_equals_the_hand_computation():
+    model, images = _gap_model(seed=3), _images(seed=4)
+    class_ids = np.array([[0, 2], [1, 3], [3, 3]])
+    result = cam.score_cam(model, images, classes=class_ids)
+    want = _score_cam_by_hand(model, images, class_ids)
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_score_cam_runs_one_forward_pass_per_channel_in_bounded_batches(monkeypatch):
+    from helpers._engine import runner
+
+    model, images = _gap_model(seed=5), _images(count=2)
+    monkeypatch.setattr(runner, "CHUNK_INPUT_VALUES", 4 * 12 * 12 * 3)  # 4 masked images a call
+    before = _engine.counters["network_calls"]
+    chunked = cam.score_cam(model, images, classes="all")
+    # one call for the feature maps, then 2 images × ceil(6 channels / 4) masked batches
+    assert _engine.counters["network_calls"] - before == 1 + 2 * 2
+    monkeypatch.undo()
+    whole = cam.score_cam(model, images, classes="all")
+    np.testing.assert_allclose(chunked.low_res, whole.low_res, rtol=1e-5, atol=1e-6)
+
+
+@needs_tensorflow
+def test_grad_cam_plus_plus_equals_the_hand_computation_with_gradient_tape():
+    """pytorch-grad-cam's GradCAMPlusPlus.get_cam_weights on tf.GradientTape gradients, at an
+    intermediate layer of a network without GAP (ReLU, max pooling and Dense after the cut)."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(5, 3, activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(6, 3, name="conv_b")(x)
+    x = keras.layers.MaxPooling2D()(keras.layers.ReLU()(x))
+    outputs = keras.layers.Dense(3)(keras.layers.Dense(8, activation="relu")(
+        keras.layers.Flatten()(x)))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(7).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    result = cam.grad_cam_plus_plus(model, images, classes=[2, 0], layer="conv_b")
+
+    cut = model.get_layer("conv_b").output
+    to_features = keras.Model(model.inputs, cut)
+    activations = tf.convert_to_tensor(to_features(images))
+    rest = keras.Model(cut, model.outputs[0])
+    expected = []
+    for target in (2, 0):
+        with tf.GradientTape() as tape:
+            tape.watch(activations)
+            score = tf.reduce_sum(rest(activations)[:, target])
+        grads = np.moveaxis(tape.gradient(score, activations).numpy(), -1, 1)  # (B, k, h, w)
+        acts = np.moveaxis(activations.numpy(), -1, 1)
+        grads_power_2 = grads**2
+        grads_power_3 = grads_power_2 * grads
+        sum_activations = np.sum(acts, axis=(2, 3))
+        aij = grads_power_2 / (2 * grads_power_2
+                               + sum_activations[:, :, None, None] * grads_power_3 + 0.000001)
+        aij = np.where(grads != 0, aij, 0)
+        weights = np.sum(np.maximum(grads, 0) * aij, axis=(2, 3))  # (B, k)
+        expected.append(np.einsum("bkhw,bk->bhw", acts, weights))
+    want = np.stack(expected, axis=1)
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_per_position_gradients_of_many_classes_are_refused_with_a_reason(monkeypatch):
+    from helpers._engine import runner
+
+    monkeypatch.setattr(runner, "GRADIENT_VALUES", 10)
+    with pytest.raises(ValueError, match="grad_cam_plus_plus needs the gradient at every position"
+                                         ".*ask for fewer classes"):
+        cam.grad_cam_plus_plus(_gap_model(), _images(), classes="all")
