@@ -57,3 +57,10 @@ def test_sample_images_refuses_a_str_and_an_empty_list():
     with pytest.raises(TypeError, match=r"must be a str, got int 3"):
         helpers.sample_image(3)
     assert list(helpers.sample_images(("coffee", "chelsea"))) == ["coffee", "chelsea"]
+
+
+def test_share_of_an_unknown_group_is_explained():
+    breakdown = helpers.parameter_breakdown(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    assert breakdown.share("dense") == 1.0
+    with pytest.raises(ValueError, match=r"unknown layer group 'dense_layers'; the groups are"):
+        breakdown.share("dense_layers")  # before: KeyError
