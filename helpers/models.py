@@ -380,6 +380,7 @@ def build_efficientnet_lite0(num_classes: int = NUM_IMAGENET_CLASSES) -> keras.M
         ``(B, 224, 224, 3)`` inputs scaled as ``(x - 127) / 128`` → logits ``(B, num_classes)``.
         The last feature map is the output of layer ``"top_relu"``: ``(B, 7, 7, 1280)``.
     """
+    num_classes = _positive_int("num_classes", num_classes)
 
     def conv_bn_relu(x, filters, kernel, stride, prefix, act=True, depthwise=False):
         if depthwise:

@@ -28,6 +28,12 @@ def test_lite0_architecture():
     assert type(model.get_layer("avg_pool")).__name__ == "GlobalAveragePooling2D"
 
 
+@pytest.mark.parametrize("num_classes, error", [(0, ValueError), (10.0, TypeError)])
+def test_lite0_num_classes_is_checked(num_classes, error):
+    with pytest.raises(error, match="num_classes must be a positive int"):
+        models.build_efficientnet_lite0(num_classes)
+
+
 def test_chelsea_is_a_cat(lite0, samples):
     best = lite0.predict(samples["chelsea"], top=1)[0][0]
     assert 281 <= best.class_id <= 285, best
