@@ -143,7 +143,7 @@ def _count_connections(monkeypatch):
 @pytest.mark.parametrize("name", ["resnet50", "vgg16"])
 def test_partial_keras_download_offline_fails_fast_and_is_kept(name, monkeypatch, tmp_path):
     # A partial download where Keras looks: Keras would delete it and try the network anyway.
-    file_name = models._KERAS_APPLICATIONS[name][1]
+    file_name = f"{name}_weights_tf_dim_ordering_tf_kernels.h5"
     partial = tmp_path / "models" / file_name
     partial.parent.mkdir()
     partial.write_bytes(b"\x89HDF\r\n" + b"\0" * 1000)
