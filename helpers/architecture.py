@@ -64,7 +64,9 @@ class ParameterBreakdown:
     layers: tuple[tuple[str, str, str, int], ...]
 
     def share(self, group: str) -> float:
-        """Fraction of all parameters that sit in ``group``."""
+        """Fraction of all parameters that sit in ``group`` (one of :data:`LAYER_GROUPS`)."""
+        if group not in self.by_group:
+            raise ValueError(f"unknown layer group {group!r}; the groups are {LAYER_GROUPS}")
         return self.by_group[group] / self.total if self.total else 0.0
 
 

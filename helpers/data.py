@@ -59,7 +59,19 @@ def sample_image(name: str) -> np.ndarray:
     name
         One of :data:`SAMPLE_IMAGE_NAMES`: chelsea, coffee, astronaut, motorcycle, rocket, china,
         flower.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a str.
+    ValueError
+        ``name`` is not one of the sample images.
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"a sample image name must be a str, got {type(name).__name__} {name!r:.80}; "
+            f"available: {', '.join(SAMPLE_IMAGE_NAMES)}"
+        )
     if name not in _LOADERS:
         raise ValueError(f"unknown sample image {name!r}; available: {', '.join(SAMPLE_IMAGE_NAMES)}")
     image = np.ascontiguousarray(_LOADERS[name]())
@@ -71,9 +83,37 @@ def sample_image(name: str) -> np.ndarray:
 def sample_images(names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Return sample photos by name, in the order asked (all seven by default).
 
+    Parameters
+    ----------
+    names
+        A list or tuple of names from :data:`SAMPLE_IMAGE_NAMES`, or None for all seven. One
+        name alone is a str: use :func:`sample_image` (a str is refused here, not read letter by
+        letter).
+
     Returns
     -------
     dict[str, numpy.ndarray]
-        name -> RGB uint8 ``(H, W, 3)``; the images have different sizes.
+        name -> RGB uint8 ``(H, W, 3)``; the images have different sizes. Classifiers and CAM
+        functions take the dict itself (its values, in this order).
+
+    Raises
+    ------
+    TypeError
+        ``names`` is a str or not a sequence of str.
+    ValueError
+        ``names`` is empty or names an unknown image.
     """
-    return {name: sample_image(name) for name in (names or SAMPLE_IMAGE_NAMES)}
+    if names is None:
+        names = SAMPLE_IMAGE_NAMES
+    if isinstance(names, (str, bytes)):
+        raise TypeError(
+            f"names must be a list of names, got the str {names!r}; use sample_image({names!r}) "
+            f"for one image, or sample_images([{names!r}])"
+        )
+    if not isinstance(names, (list, tuple)):
+        raise TypeError(f"names must be a list or tuple of str, got {type(names).__name__}")
+    if len(names) == 0:
+        raise ValueError(
+            f"names is empty; pass None for all seven, or some of: {', '.join(SAMPLE_IMAGE_NAMES)}"
+        )
+    return {name: sample_image(name) for name in names}

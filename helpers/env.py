@@ -5,6 +5,7 @@ Introduced in notebook 01.
 
 from __future__ import annotations
 
+import numbers
 import os
 import platform
 import sys
@@ -110,11 +111,32 @@ def report_environment() -> dict[str, object]:
     return info
 
 
+#: NumPy's legacy global seed (which Keras sets) must lie in 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
 def set_seed(seed: int = 42) -> None:
-    """Seed Python, NumPy and the Keras backend so runs are repeatable."""
+    """Seed Python, NumPy and the Keras backend so runs are repeatable.
+
+    Parameters
+    ----------
+    seed
+        An int in ``0 .. 2**32 - 1`` (NumPy's range).
+
+    Raises
+    ------
+    TypeError
+        ``seed`` is not an int (``None`` would mean "unseeded", the opposite of repeatable).
+    ValueError
+        ``seed`` is negative or above ``2**32 - 1``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int in 0..{MAX_SEED}, got {type(seed).__name__} {seed!r:.80}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an int in 0..{MAX_SEED} (NumPy's range), got {seed}")
     import keras
 
     from helpers._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # Keras seeds TensorFlow too, wherever it is installed
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(int(seed))

@@ -55,11 +55,57 @@ def _check_map(cam: Any, name: str = "cam") -> np.ndarray:
     return array
 
 
+def _real_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r:.80}")
+    return float(value)
+
+
 def _check_threshold(threshold: float) -> float:
-    value = float(threshold)
-    if not 0.0 <= value <= 1.0:
+    value = _real_number(threshold, "threshold")
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
         raise ValueError(f"threshold is a fraction of the map's maximum in [0, 1], got {threshold}")
     return value
+
+
+def _check_iou_threshold(iou_threshold: float) -> float:
+    value = _real_number(iou_threshold, "iou_threshold")
+    if not 0.0 < value <= 1.0:  # NaN fails this too
+        hint = " (a percentage? pass 0.5 for 50%)" if 1.0 < value <= 100.0 else ""
+        raise ValueError(
+            f"iou_threshold is an IoU in (0, 1], e.g. 0.5, got {iou_threshold}{hint}"
+        )
+    return value
+
+
+def _check_count(count: int, what: str) -> None:
+    if count == 0:
+        raise ValueError(f"got no samples ({what} is empty); a score of nothing is undefined")
+
+
+def _check_bools(values: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype != bool:
+        raise TypeError(
+            f"{name} must be booleans (True where the class is right), got dtype {array.dtype}"
+            f"{' (labels? pass predicted == labels)' if array.dtype.kind in 'iuf' else ''}"
+        )
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    return array
+
+
+def _check_size(size: Any, name: str) -> tuple[int, int]:
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
+    ):
+        raise TypeError(f"{name} must be (height, width) as two ints, got {size!r:.80}")
+    height, width = int(size[0]), int(size[1])
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{name} must be positive (height, width), got {size}")
+    return height, width
 
 
 def cam_to_box(cam: Any, threshold: float = 0.2) -> Box | None:
@@ -113,6 +159,7 @@ def cams_to_boxes(cams: Any, threshold: float = 0.2) -> np.ndarray:
     array = np.asarray(cams)
     if array.ndim != 3:
         raise ValueError(f"cams must be a batch of maps (N, H, W), got shape {array.shape}")
+    _check_threshold(threshold)
     boxes = np.empty((len(array), 4), dtype=np.int64)
     for index, cam in enumerate(array):
         box = cam_to_box(cam, threshold)
@@ -169,13 +216,28 @@ def scale_box(box: Any, from_size: tuple[int, int], to_size: tuple[int, int]) ->
 
     ``from_size`` and ``to_size`` are ``(height, width)``. Each pixel of the source box maps to the
     pixels it covers in the target frame, so the box never shrinks below the area it covered.
+    ``None`` or :data:`NO_BOX` gives ``None``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Sizes that are not two positive ints, or a box outside the ``from_size`` frame (it would
+        otherwise be clipped silently).
     """
-    if box is None or tuple(int(v) for v in box) == NO_BOX:
+    (from_h, from_w), (to_h, to_w) = _check_size(from_size, "from_size"), _check_size(to_size, "to_size")
+    if box is None:
         return None
-    (from_h, from_w), (to_h, to_w) = from_size, to_size
-    if min(from_h, from_w, to_h, to_w) <= 0:
-        raise ValueError(f"sizes must be positive (height, width), got {from_size} -> {to_size}")
-    x0, y0, x1, y1 = (float(v) for v in _as_boxes(box, "box"))
+    coordinates = _as_boxes(box, "box")
+    if coordinates.shape != (4,):
+        raise ValueError(f"box must be one box (x0, y0, x1, y1), got shape {coordinates.shape}")
+    if tuple(coordinates) == NO_BOX:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in coordinates)
+    if x0 < 0 or y0 < 0 or x1 > from_w - 1 or y1 > from_h - 1:
+        raise ValueError(
+            f"box {tuple(box)} lies outside the {from_h}x{from_w} frame it is said to be in "
+            f"(x in 0..{from_w - 1}, y in 0..{from_h - 1}); check from_size=(height, width)"
+        )
     sx, sy = to_w / from_w, to_h / from_h
     new = (
         int(np.floor(x0 * sx)),
@@ -201,6 +263,15 @@ def localization_accuracy(
 
     With ``correct_class`` (a boolean ``(N,)``), an image counts only if it is also classified
     correctly: the paper's top-1 localisation accuracy.
+
+    Raises
+    ------
+    ValueError
+        No samples, mismatched shapes, or ``iou_threshold`` outside ``(0, 1]`` (50 for 50% is
+        refused, not scored 0).
+    TypeError
+        ``correct_class`` that is not boolean (class labels such as ``[3, 7]`` are refused, not
+        cast to True).
     """
     predicted = _as_boxes(predicted_boxes, "predicted_boxes")
     truth = _as_boxes(true_boxes, "true_boxes")
@@ -208,13 +279,11 @@ def localization_accuracy(
         raise ValueError(
             f"predicted_boxes {predicted.shape} and true_boxes {truth.shape} must both be (N, 4)"
         )
-    hits = np.asarray(box_iou(predicted, truth)) >= iou_threshold
+    _check_count(len(predicted), "predicted_boxes")
+    hits = np.asarray(box_iou(predicted, truth)) >= _check_iou_threshold(iou_threshold)
     if correct_class is not None:
-        correct = np.asarray(correct_class, dtype=bool)
-        if correct.shape != hits.shape:
-            raise ValueError(f"correct_class must have shape {hits.shape}, got {correct.shape}")
-        hits &= correct
-    return float(hits.mean()) if hits.size else float("nan")
+        hits &= _check_bools(correct_class, "correct_class", hits.shape)
+    return float(hits.mean())
 
 
 def pointing_game(cams: Any, true_boxes: Any, tolerance: int = 0) -> float:
@@ -227,6 +296,11 @@ def pointing_game(cams: Any, true_boxes: Any, tolerance: int = 0) -> float:
     truth = _as_boxes(true_boxes, "true_boxes")
     if array.ndim != 3 or truth.shape != (len(array), 4):
         raise ValueError(f"need cams (N, H, W) and true_boxes (N, 4), got {array.shape}, {truth.shape}")
+    _check_count(len(array), "cams")
+    if min(array.shape[1:]) == 0:
+        raise ValueError(f"cams are empty maps: shape {array.shape}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
+        raise ValueError(f"tolerance must be a non-negative int (pixels), got {tolerance!r}")
     if not np.all(np.isfinite(array)):
         raise ValueError("cams contain NaN or infinite values")
     flat_peak = array.reshape(len(array), -1).argmax(axis=1)
@@ -237,7 +311,7 @@ def pointing_game(cams: Any, true_boxes: Any, tolerance: int = 0) -> float:
         & (rows >= truth[:, 1] - tolerance)
         & (rows <= truth[:, 3] + tolerance)
     )
-    return float(inside.mean()) if len(array) else float("nan")
+    return float(inside.mean())
 
 
 @dataclass(frozen=True)
@@ -286,9 +360,16 @@ def max_box_accuracy(
     array = np.asarray(cams)
     if array.ndim != 3:
         raise ValueError(f"cams must be (N, H, W), got shape {array.shape}")
-    sweep = np.round(np.arange(0.0, 1.0, 0.05), 2) if thresholds is None else np.asarray(thresholds, float)
-    if sweep.ndim != 1 or sweep.size == 0:
-        raise ValueError("thresholds must be a non-empty 1-D sequence of fractions in [0, 1]")
+    _check_count(len(array), "cams")
+    _check_iou_threshold(iou_threshold)
+    sweep = np.round(np.arange(0.0, 1.0, 0.05), 2) if thresholds is None else np.asarray(thresholds)
+    if sweep.ndim != 1 or sweep.size == 0 or sweep.dtype.kind not in "iuf":
+        raise ValueError(
+            f"thresholds must be a non-empty 1-D sequence of fractions in [0, 1], got {thresholds!r:.80}"
+        )
+    sweep = sweep.astype(float)
+    if not np.all((sweep >= 0.0) & (sweep <= 1.0)):  # NaN fails this too
+        raise ValueError(f"thresholds must be fractions in [0, 1], got {sweep.tolist()}")
     accuracies = np.array(
         [
             localization_accuracy(cams_to_boxes(array, float(t)), true_boxes, iou_threshold)
@@ -413,6 +494,14 @@ def localization_report(
     Returns
     -------
     LocalizationReport
+        ``classification`` and ``top1`` are NaN only when no labels were given ("not computed");
+        every other score is a number.
+
+    Raises
+    ------
+    ValueError, TypeError
+        No samples, mismatched shapes, thresholds outside their ranges, non-finite maps, or labels
+        that are not integer class indices.
     """
     array = np.asarray(cams, dtype=np.float32)
     truth = np.asarray(true_boxes)
@@ -420,8 +509,11 @@ def localization_report(
         raise ValueError(
             f"need cams (N, H, W) and true_boxes (N, 4), got {array.shape} and {truth.shape}"
         )
+    _check_count(len(array), "cams")
     if (labels is None) != (predicted is None):
         raise ValueError("pass both labels and predicted, or neither")
+    threshold = _check_threshold(threshold)
+    iou_threshold = _check_iou_threshold(iou_threshold)
     boxes = cams_to_boxes(array, threshold)
     ious = np.atleast_1d(np.asarray(box_iou(boxes, truth), dtype=np.float64))
     hits = ious >= iou_threshold
@@ -429,13 +521,16 @@ def localization_report(
     label_array = predicted_array = None
     if labels is not None:
         label_array, predicted_array = np.asarray(labels), np.asarray(predicted)
+        for name, values in (("labels", label_array), ("predicted", predicted_array)):
+            if values.dtype.kind not in "iu":
+                raise TypeError(f"{name} must be integer class indices, got dtype {values.dtype}")
         if label_array.shape != (len(array),) or predicted_array.shape != (len(array),):
             raise ValueError(
                 f"labels {label_array.shape} and predicted {predicted_array.shape} must be "
                 f"({len(array)},)"
             )
         correct = predicted_array == label_array
-        classification = float(correct.mean()) if correct.size else float("nan")
+        classification = float(correct.mean())
         top1 = localization_accuracy(boxes, truth, iou_threshold, correct_class=correct)
     return LocalizationReport(
         cams=array,
@@ -444,7 +539,7 @@ def localization_report(
         ious=ious,
         threshold=float(threshold),
         iou_threshold=float(iou_threshold),
-        gt_known=float(hits.mean()) if hits.size else float("nan"),
+        gt_known=float(hits.mean()),
         max_box=max_box_accuracy(array, truth, thresholds, iou_threshold),
         pointing=pointing_game(array, truth),
         labels=label_array,

@@ -87,7 +87,7 @@ def head_parameter_counts(
     dict[str, int]
         ``{"flatten": ..., "gap": ..., "gmp": ...}``; ``gap`` and ``gmp`` are always equal.
     """
-    height, width, depth = _check_shape("feature_shape", tuple(feature_shape))
+    height, width, depth = _check_shape("feature_shape", feature_shape)
     num_classes = _check_positive_int("num_classes", num_classes)
     hidden = _check_hidden(hidden)
 
@@ -152,7 +152,7 @@ def build_head(
     hidden
         Optional hidden Dense width, as in :func:`head_parameter_counts`.
     """
-    feature_shape = _check_shape("feature_shape", tuple(feature_shape))
+    feature_shape = _check_shape("feature_shape", feature_shape)
     num_classes = _check_positive_int("num_classes", num_classes)
     head = _check_head(head)
     hidden = _check_hidden(hidden)
@@ -225,7 +225,7 @@ def build_small_cnn(
     keras.Model
         Images ``(B, H, W, C)`` → logits ``(B, num_classes)``.
     """
-    input_shape = _check_shape("input_shape", tuple(input_shape))
+    input_shape = _check_shape("input_shape", input_shape)
     num_classes = _check_positive_int("num_classes", num_classes)
     head = _check_head(head)
     hidden = _check_hidden(hidden)
@@ -239,6 +239,8 @@ def build_small_cnn(
         raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be a non-negative int or None, got {seed}")
     if poolings is None:
         poolings = len(widths) - 1
     elif (
@@ -289,9 +291,9 @@ def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not (
-        learning_rate > 0
+        0 < learning_rate < float("inf")
     ):
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
     model.compile(
         optimizer=keras.optimizers.Adam(float(learning_rate)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -302,7 +302,7 @@ def make_digit_canvases(
     ink_threshold
         Value in [0, 1) at or below which a scaled digit pixel counts as background.
     seed
-        Seed of the random generator.
+        Seed of the random generator: a non-negative int.
 
     Returns
     -------
@@ -339,7 +339,9 @@ def make_digit_canvases(
     if ink_threshold >= 1.0:
         raise ValueError(f"ink_threshold must be below 1, got {ink_threshold}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__}); a non-negative int is accepted")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed}")
 
     if positions == "center":
         # Every square must fit: check the largest size at the extreme shifts.

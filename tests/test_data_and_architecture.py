@@ -46,3 +46,21 @@ def test_breakdown_descends_into_nested_models():
     breakdown = helpers.parameter_breakdown(model)
     assert breakdown.by_group == {"conv": 3 * 3 * 3 * 4 + 4, "dense": 4 * 2 + 2,
                                   "batch_norm": 0, "other": 0}
+
+
+def test_sample_images_refuses_a_str_and_an_empty_list():
+    # Before: "chelsea" was read letter by letter ("unknown sample image 'c'"); [] gave all seven.
+    with pytest.raises(TypeError, match=r"got the str 'chelsea'; use sample_image\('chelsea'\)"):
+        helpers.sample_images("chelsea")
+    with pytest.raises(ValueError, match=r"names is empty; pass None for all seven"):
+        helpers.sample_images([])
+    with pytest.raises(TypeError, match=r"must be a str, got int 3"):
+        helpers.sample_image(3)
+    assert list(helpers.sample_images(("coffee", "chelsea"))) == ["coffee", "chelsea"]
+
+
+def test_share_of_an_unknown_group_is_explained():
+    breakdown = helpers.parameter_breakdown(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    assert breakdown.share("dense") == 1.0
+    with pytest.raises(ValueError, match=r"unknown layer group 'dense_layers'; the groups are"):
+        breakdown.share("dense_layers")  # before: KeyError

@@ -58,3 +58,14 @@ def test_setup_hides_tensorflow_start_up_lines(backend):
     assert f"backend {backend}" in quiet.stdout
     leaked = [line for line in quiet.stderr.splitlines() if any(n in line for n in NATIVE_LINES)]
     assert not leaked, leaked
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError), (None, TypeError),
+                                         (1.5, TypeError), ("7", TypeError), (True, TypeError)])
+def test_set_seed_refuses_what_numpy_cannot_take(seed, error):
+    # Before: errors from inside NumPy or Keras ("Seed must be between 0 and 2**32 - 1", a
+    # ValueError for None), and True was taken as seed 1.
+    from helpers.env import set_seed
+
+    with pytest.raises(error, match=r"seed must be an int in 0\.\.4294967295"):
+        set_seed(seed)

@@ -220,3 +220,73 @@ def test_localization_report_rejects_mismatched_inputs():
         localization_report(cams, truth, labels=[0, 1, 2, 3])
     with pytest.raises(ValueError, match=r"must be \(4,\)"):
         localization_report(cams, truth, labels=[0, 1], predicted=[0, 1])
+
+
+# Bad input gets a clear error, never a silent score ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "iou_threshold, error, message",
+    [(50, ValueError, r"in \(0, 1\].*got 50 \(a percentage\? pass 0\.5"),  # before: 0.0
+     (-1, ValueError, r"in \(0, 1\]"),  # before: 1.0
+     (float("nan"), ValueError, r"in \(0, 1\]"),  # before: 0.0
+     (0, ValueError, r"in \(0, 1\]"),
+     ("0.5", TypeError, r"iou_threshold must be a real number, got str")],
+)
+def test_localization_accuracy_refuses_iou_thresholds_outside_0_1(iou_threshold, error, message):
+    truth = np.array([[0, 0, 9, 9]] * 2)
+    with pytest.raises(error, match=message):
+        localization_accuracy(truth, truth, iou_threshold=iou_threshold)
+    with pytest.raises(error, match=message):
+        max_box_accuracy(np.ones((2, 10, 10)), truth, iou_threshold=iou_threshold)
+    with pytest.raises(error, match=message):
+        localization_report(np.ones((2, 10, 10)), truth, iou_threshold=iou_threshold)
+
+
+@pytest.mark.parametrize("correct", [[3, 7], [1, 0], [1.0, 0.0], ["yes", "no"]])
+def test_correct_class_must_be_booleans_not_labels(correct):
+    truth = np.array([[0, 0, 9, 9]] * 2)
+    # Before: [3, 7] was cast to [True, True] and scored 1.0.
+    with pytest.raises(TypeError, match=r"correct_class must be booleans"):
+        localization_accuracy(truth, truth, correct_class=correct)
+    assert localization_accuracy(truth, truth, correct_class=np.array([3, 7]) == 3) == 0.5
+
+
+def test_no_samples_is_an_error_not_nan():
+    empty_boxes, empty_cams = np.zeros((0, 4)), np.zeros((0, 8, 8))
+    with pytest.raises(ValueError, match="no samples"):
+        localization_accuracy(empty_boxes, empty_boxes)
+    with pytest.raises(ValueError, match="no samples"):  # before: nan
+        pointing_game(empty_cams, empty_boxes)
+    with pytest.raises(ValueError, match="no samples"):
+        max_box_accuracy(empty_cams, empty_boxes)
+    with pytest.raises(ValueError, match="no samples"):  # before: a report full of NaN
+        localization_report(empty_cams, empty_boxes)
+
+
+def test_pointing_game_and_report_arguments_are_checked():
+    cams, truth = _toy_report_inputs()
+    for tolerance in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="tolerance must be a non-negative int"):
+            pointing_game(cams, truth, tolerance=tolerance)
+    with pytest.raises(TypeError, match="labels must be integer class indices, got dtype <U1"):
+        localization_report(cams, truth, labels=list("abcd"), predicted=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"threshold is a fraction .*got 20"):
+        localization_report(cams, truth, threshold=20)
+    with pytest.raises(ValueError, match=r"thresholds must be fractions in \[0, 1\]"):
+        max_box_accuracy(cams, truth, thresholds=[0.2, 20])
+    with pytest.raises(ValueError, match=r"threshold is a fraction"):
+        cams_to_boxes(np.zeros((0, 4, 4)), threshold=float("nan"))
+
+
+def test_scale_box_refuses_a_box_outside_its_frame():
+    # Before: clipped silently to the target frame.
+    with pytest.raises(ValueError, match=r"outside the 7x7 frame"):
+        scale_box((0, 0, 9, 9), (7, 7), (224, 224))
+    with pytest.raises(ValueError, match=r"outside the 7x14 frame .*check from_size=\(height, width\)"):
+        scale_box((0, 8, 13, 9), (7, 14), (224, 448))
+    with pytest.raises(TypeError, match=r"from_size must be \(height, width\) as two ints"):
+        scale_box((0, 0, 1, 1), 7, (224, 224))
+    with pytest.raises(ValueError, match=r"to_size must be positive"):
+        scale_box((0, 0, 1, 1), (7, 7), (0, 224))
+    assert scale_box(NO_BOX, (7, 7), (224, 224)) is None

@@ -144,7 +144,13 @@ def test_a_few_training_steps_lower_the_loss(batch_norm):
         (lambda: build_head((7, 7, 512), 10, head="max"), ValueError, r"head must be one of"),
         (lambda: compile_classifier("model"), TypeError, r"expected a keras.Model, got str"),
         (lambda: compile_classifier(build_head((2, 2, 2), 2), learning_rate=0), ValueError,
-         r"learning_rate must be a positive number, got 0"),
+         r"learning_rate must be a positive finite number, got 0"),
+        # Before: the four below failed inside Python or Keras, or were accepted.
+        (lambda: build_head(7, 10), ValueError, r"feature_shape must be \(height, width, channels\)"),
+        (lambda: build_small_cnn(48), ValueError, r"input_shape must be \(height, width"),
+        (lambda: build_small_cnn(seed=-3), ValueError, r"seed must be a non-negative int or None"),
+        (lambda: compile_classifier(build_head((2, 2, 2), 2), learning_rate=float("inf")),
+         ValueError, r"learning_rate must be a positive finite number, got inf"),
     ],
 )
 def test_bad_arguments_are_explained(call, error, message):

@@ -182,3 +182,10 @@ def test_bad_arguments_are_explained(kwargs, error, message):
     arguments = {"n": 5, **kwargs}
     with pytest.raises(error, match=message):
         make_digit_canvases(arguments.pop("n"), **arguments)
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (None, TypeError), (1.5, TypeError)])
+def test_a_negative_or_missing_seed_is_refused_by_name(seed, error):
+    # Before: seed=-1 failed inside numpy ("expected non-negative integer") without naming it.
+    with pytest.raises(error, match=r"seed must be (an int, got (None|1.5)|a non-negative int, got -1)"):
+        make_digit_canvases(4, seed=seed)
