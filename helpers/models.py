@@ -49,6 +49,7 @@ __all__ = [
     "prepare_offline_model",
     "cache_dir",
     "fallback_cache_dir",
+    "resize_image",
     "to_rgb_batch",
 ]
 
@@ -254,11 +255,13 @@ def _resize_matrix(in_size: int, out_size: int) -> Any:
     )
 
 
-def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize one ``(H, W, C)`` image to ``size`` in row blocks: float32 ``(h, w, C)``, 0..255.
+def resize_image(image: np.ndarray, size: tuple[int, int], *, clip: bool = True) -> np.ndarray:
+    """Resize one ``(H, W, C)`` image to ``size`` (bilinear, antialiased as TensorFlow's): float32
+    ``(h, w, C)``, clipped to 0..255 unless ``clip=False`` (preprocessed inputs of any range).
 
     Only one block of rows is converted to float32 at a time, so a large photo (8000 x 8000) costs
-    a few MiB beyond its own bytes, not a float copy of it.
+    a few MiB beyond its own bytes, not a float copy of it. Used by :meth:`Classifier.preprocess`
+    and, for bare Keras models, by the CAM engine.
     """
     out_h, out_w = size
     height, width, channels = image.shape
@@ -273,7 +276,8 @@ def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         narrow = np.asarray(across @ columns, dtype=np.float32)  # (out_w, rows * C)
         narrow = narrow.reshape(out_w, rows, channels).transpose(1, 0, 2).reshape(rows, -1)
         out += np.asarray(down[:, start : start + rows] @ narrow, dtype=np.float32)
-    return np.clip(out.reshape(out_h, out_w, channels), 0.0, 255.0)
+    out = out.reshape(out_h, out_w, channels)
+    return np.clip(out, 0.0, 255.0) if clip else out
 
 
 def _resize_batch(images: Any, size: tuple[int, int]) -> np.ndarray:
@@ -282,7 +286,7 @@ def _resize_batch(images: Any, size: tuple[int, int]) -> np.ndarray:
     Images are checked and resized one at a time in their own dtype, before any float copy.
     """
     batch = _checked_images(images)
-    return np.stack([_resize_image(image, size) for image in batch]).astype(np.float32, copy=False)
+    return np.stack([resize_image(image, size) for image in batch]).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------------------------

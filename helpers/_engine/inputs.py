@@ -13,61 +13,51 @@ import numpy as np
 
 from helpers._engine.graph import graph_endpoints
 from helpers._engine.heads import keras_model_of
+from helpers.images import as_images
+from helpers.models import resize_image
 
 __all__ = ["Classes", "class_names", "is_integer", "prepare_images", "resolve_classes"]
 
 
 def prepare_images(model: Any, images: Any) -> np.ndarray:
-    """Preprocessed float32 batch ``(B, H, W, C)`` for the Keras model."""
+    """Preprocessed float32 batch ``(B, H, W, C)`` for the Keras model.
+
+    A Classifier preprocesses (checks RGB 0..255, resizes, normalises). A bare Keras model gets
+    its inputs as they are, in any form :func:`helpers.images.as_images` accepts; a list is
+    resized to the model's input size (values not clipped: they may be preprocessed already).
+    """
     if hasattr(model, "preprocess") and isinstance(getattr(model, "model", None), keras.Model):
-        return np.asarray(model.preprocess(images), dtype=np.float32)
-    keras_model = keras_model_of(model)
-    expected = tuple(keras_model.inputs[0].shape[1:]) if graph_endpoints(keras_model) else None
-    if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise ValueError("got an empty list of images; pass at least one (H, W, C) array")
-        arrays = [np.asarray(image, dtype=np.float32) for image in images]
-        for i, array in enumerate(arrays):
-            if array.ndim != 3:
-                raise ValueError(f"image {i} has shape {array.shape}; expected (H, W, C)")
+        batch = np.asarray(model.preprocess(images), dtype=np.float32)
+    else:
+        keras_model = keras_model_of(model)
+        expected = tuple(keras_model.inputs[0].shape[1:]) if graph_endpoints(keras_model) else None
+        batch = _bare_batch(as_images(images), expected, keras_model.name)
+    if not np.all(np.isfinite(batch)):
+        raise ValueError("images contain NaN or infinite values")
+    return batch
+
+
+def _bare_batch(images: Any, expected: tuple | None, name: str) -> np.ndarray:
+    if isinstance(images, list):
         if expected is not None and expected[0] is not None and expected[1] is not None:
             size = (int(expected[0]), int(expected[1]))
-            arrays = [
-                array
-                if array.shape[:2] == size
-                else keras.ops.convert_to_numpy(
-                    keras.ops.image.resize(array, size, interpolation="bilinear", antialias=True)
-                )
-                for array in arrays
-            ]
-        if len({array.shape for array in arrays}) != 1:
+            images = [resize_image(image, size, clip=False) for image in images]
+        if len({image.shape for image in images}) != 1:
             raise ValueError(
                 "images of different sizes need a model with a fixed input size, or a "
-                f"helpers.Classifier; got shapes {sorted({a.shape for a in arrays})}"
+                f"helpers.Classifier; got shapes {sorted({image.shape for image in images})}"
             )
-        batch = np.stack(arrays).astype(np.float32)
-    else:
-        batch = np.asarray(images, dtype=np.float32)
-        if batch.ndim == 3:
-            batch = batch[None]
-        if batch.ndim != 4:
-            raise ValueError(
-                f"images have shape {batch.shape}; expected (B, H, W, C), (H, W, C) or a list "
-                "of (H, W, C) arrays"
-            )
-    if batch.shape[0] == 0:
-        raise ValueError("got a batch of zero images")
+        images = np.stack(images)
+    batch = np.asarray(images, dtype=np.float32)
     if expected is not None:
         for axis, (got, want) in enumerate(zip(batch.shape[1:], expected)):
             if want is not None and got != want:
                 raise ValueError(
-                    f"images have shape {batch.shape[1:]}, model {keras_model.name!r} expects "
+                    f"images have shape {batch.shape[1:]}, model {name!r} expects "
                     f"{tuple(expected)} (axis {axis + 1} differs). A bare Keras model gets images "
                     "already preprocessed; pass a list of arrays to have them resized, or use a "
                     "helpers.Classifier, which resizes and normalises."
                 )
-    if not np.all(np.isfinite(batch)):
-        raise ValueError("images contain NaN or infinite values")
     return batch
 
 
