@@ -77,8 +77,9 @@ class CheckResult(NamedTuple):
 
 
 def _fix_install(requirement: str) -> str:
-    return (f'pip install "{requirement}"  (offline: add --no-index --find-links WHEELHOUSE, '
-            "or rerun make lab WHEELHOUSE=...)")
+    """The command that installs ``requirement`` into this interpreter's environment."""
+    return (f'{sys.executable} -m pip install "{requirement}"  (offline: add --no-index '
+            "--find-links WHEELHOUSE)")
 
 
 def declared_requirements(distribution: str = DISTRIBUTION,
@@ -320,6 +321,11 @@ def default_checks(prepare: bool = False) -> list[tuple[str, Callable[[], CheckR
         requirements = declared_requirements()
     except metadata.PackageNotFoundError:
         requirements = []  # check_python already says the project is not installed
+    except Exception as error:  # noqa: BLE001 - e.g. packaging missing: say so, check the rest
+        problem = CheckResult(False, f"cannot read the declared ranges: {type(error).__name__}: "
+                              f"{error}", _fix_install("packaging"))
+        checks.append(("declared ranges", lambda: problem))
+        requirements = []
     for requirement in requirements:
         checks.append((requirement.name, lambda r=requirement: check_package(r)))
     checks += [

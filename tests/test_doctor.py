@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -84,7 +88,7 @@ def test_a_package_below_its_range_is_red(monkeypatch):
 def test_a_missing_package_is_red():
     result = doctor.check_package(Requirement("surely-not-installed-gapcam>=1"))
     assert not result.ok and "is not installed" in result.message
-    assert 'pip install "surely-not-installed-gapcam>=1"' in result.fix
+    assert f'{sys.executable} -m pip install "surely-not-installed-gapcam>=1"' in result.fix
 
 
 def test_ranges_come_from_the_installed_metadata_with_the_notebooks_extra(monkeypatch):
@@ -158,11 +162,6 @@ def test_a_failing_cam_is_red_and_a_crashing_check_does_not_stop_the_others(monk
 def test_run_as_a_file_it_prints_every_line_when_keras_itself_is_broken(tmp_path):
     """`python helpers/doctor.py` (make doctor) with a Keras that fails to import: the package
     lines still print, the Keras-dependent ones are red, the exit status is 1."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "keras").mkdir()
     (tmp_path / "keras" / "__init__.py").write_text("raise ImportError('simulated broken keras')")
