@@ -176,3 +176,17 @@ def test_run_as_a_file_it_prints_every_line_when_keras_itself_is_broken(tmp_path
     red = "\n".join(line for line in lines if line.startswith("[ FAIL ]"))
     assert "Keras does not import: ImportError: simulated broken keras" in red, run.stdout
     assert "CAM on the photo 'chelsea' failed" in red, run.stdout
+
+
+def test_python_is_checked_against_the_installed_requires_python(monkeypatch):
+    assert doctor.check_python().ok  # the project is installed (make lab / make test)
+    missing = doctor.check_python("surely-not-installed-gapcam")
+    assert not missing.ok and "is not installed" in missing.message and "make lab" in missing.fix
+
+    class Declared:
+        def get(self, key: str) -> str:
+            return ">=3.99" if key == "Requires-Python" else ""
+
+    monkeypatch.setattr(metadata, "metadata", lambda name: Declared())
+    old = doctor.check_python()
+    assert not old.ok and "outside the declared range >=3.99" in old.message
