@@ -3,6 +3,12 @@
 #   make test   the same set-up, then pytest on tests/ and nbval on every notebook (offline),
 #               then the engine's unit tests again under KERAS_BACKEND=jax
 #   make bench  benchmarks/bench_cam.py (CAM vs classification vs peers) and notebook timings
+# Workshops (docs/WORKSHOP.md):
+#   make wheelhouse                  wheels of requirements.txt and this project in wheelhouse/
+#   make lab WHEELHOUSE=path         install from that folder only (no network), then JupyterLab
+#   make doctor                      one green/red line per pre-flight check; exit 1 if any is red
+#   make test-wheelhouse             make wheelhouse, install it into a fresh venv with an isolated
+#                                    pip and --no-index, then the doctor there (run by .ci/run)
 # All are idempotent: set-up steps rerun only when a requirements file or pyproject.toml change.
 
 PYTHON ?= python3
@@ -16,6 +22,17 @@ JAX_TESTS := tests/test_cam.py tests/test_engine.py tests/test_methods.py tests/
 # `make bench` first waits (up to this many seconds) for a 1-minute load average below 0.7.
 BENCH_WAIT ?= 600
 KERNEL := gap-cam
+# Offline installs: WHEELHOUSE=path makes the set-up install from that folder only.
+WHEELHOUSE ?=
+WHEELHOUSE_DIR ?= wheelhouse
+WHEELHOUSE_VENV ?= .venv-wheelhouse
+ifneq ($(strip $(WHEELHOUSE)),)
+# A separate stamp: a later `make test` without WHEELHOUSE still installs the test extras.
+STAMP  := $(VENV)/.installed-wheelhouse
+endif
+# pip that sees no configuration of this machine: no PIP_* variables, no config files, --isolated;
+# with --no-index it can find wheels only in the folder it is given.
+ISOLATED_PIP = unset $$(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p'); export PIP_CONFIG_FILE=/dev/null
 
 # Offline and quiet by default: tests never touch the network, TensorFlow keeps its logs to itself.
 # (Tests draw with Matplotlib's Agg backend: tests/conftest.py. JupyterLab and the saved notebooks
@@ -24,12 +41,14 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: help setup lab test test-unit test-jax test-notebooks model kernel execute-notebooks \
-  bench clean
+  bench clean wheelhouse doctor test-wheelhouse
 
 help:
 	@echo "make lab    - set up .venv and open the series in JupyterLab"
 	@echo "make test   - set up .venv and run every test and notebook, offline"
 	@echo "make bench  - time the CAM engine against classification and its peers, and the notebooks"
+	@echo "make wheelhouse - wheels for an offline workshop install: make lab WHEELHOUSE=wheelhouse"
+	@echo "make doctor - pre-flight check: one green/red line per item, exit status 1 if any is red"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; \
@@ -37,10 +56,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml | $(BIN)/python
+ifeq ($(strip $(WHEELHOUSE)),)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+else
+	@test -d "$(WHEELHOUSE)" || { echo "WHEELHOUSE=$(WHEELHOUSE) is not a folder; build one with" \
+	  "make wheelhouse (on a machine with network, same OS, CPU and Python minor version)"; exit 1; }
+	@$(BIN)/python -c 'import sys, platform; print("installing offline from $(WHEELHOUSE) for", \
+	  platform.system(), platform.machine(), "Python %d.%d" % sys.version_info[:2])'
+	$(ISOLATED_PIP); $(BIN)/python -m pip --isolated install --quiet --no-index \
+	  --find-links "$(abspath $(WHEELHOUSE))" -r requirements.txt
+	$(ISOLATED_PIP); $(BIN)/python -m pip --isolated install --quiet --no-index \
+	  --find-links "$(abspath $(WHEELHOUSE))" --no-deps -e .
+endif
 	touch $@
 
 setup: $(STAMP) model
@@ -93,5 +123,37 @@ bench: setup $(BENCH_STAMP)
 	env -u KERAS_BACKEND GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/time_notebooks.py \
 	  --wait-for-quiet $(BENCH_WAIT)
 
+# A wheel for everything in requirements.txt and for this project (with the setuptools that
+# builds its editable install), for this machine's OS, CPU and Python minor version only.
+# Another platform: docs/WORKSHOP.md (pip download --platform ... --only-binary=:all:).
+wheelhouse: | $(BIN)/python
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE_DIR) -r requirements.txt \
+	  "setuptools>=77" .
+	@$(BIN)/python -c 'import sys, platform; print("$(WHEELHOUSE_DIR)/ serves", platform.system(), \
+	  platform.machine(), "Python %d.%d only" % sys.version_info[:2])' | tee $(WHEELHOUSE_DIR)/PLATFORM
+	@echo "$$(ls $(WHEELHOUSE_DIR)/*.whl | wc -l) wheels, $$(du -sh $(WHEELHOUSE_DIR) | cut -f1)" \
+	  "in $(WHEELHOUSE_DIR)/; attendees: make lab WHEELHOUSE=path/to/$(WHEELHOUSE_DIR)"
+
+# Runs the file, not `python -m helpers doctor`, so that every line prints even when
+# `import helpers` (which imports Keras) is what is broken.
+doctor:
+	@test -x $(BIN)/python || { echo "no $(VENV)/ yet: run make lab (offline:" \
+	  "make lab WHEELHOUSE=path) first"; exit 1; }
+	@$(BIN)/python helpers/doctor.py
+
+# The offline install, as an attendee's laptop does it: a fresh venv, pip isolated from this
+# machine's configuration and --no-index, so it cannot pass by finding wheels elsewhere; then the
+# doctor there, from another folder (so the installed wheel is what runs) with a fresh weights
+# cache (so the conversion is proved too).
+test-wheelhouse: wheelhouse
+	rm -rf $(WHEELHOUSE_VENV)
+	$(PYTHON) -m venv $(WHEELHOUSE_VENV)
+	$(ISOLATED_PIP); $(WHEELHOUSE_VENV)/bin/python -m pip --isolated install --quiet --no-index \
+	  --find-links "$(abspath $(WHEELHOUSE_DIR))" -r requirements.txt "gap-cam-helpers[notebooks]"
+	scratch=$$(mktemp -d) && cd "$$scratch" && \
+	  env -u PYTHONPATH GAPCAM_OFFLINE=1 GAPCAM_CACHE_DIR="$$scratch/cache" \
+	  "$(abspath $(WHEELHOUSE_VENV))/bin/python" -m helpers doctor --prepare; \
+	  status=$$?; rm -rf "$$scratch"; exit $$status
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(WHEELHOUSE_VENV) .pytest_cache

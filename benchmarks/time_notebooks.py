@@ -1,4 +1,4 @@
-"""Time every notebook of the series from a clean kernel: per notebook, and its slowest cell.
+"""Time every notebook of the series from a clean kernel: per notebook, per section, slowest cell.
 
     .venv/bin/python benchmarks/time_notebooks.py --wait-for-quiet 600   # what make bench runs
     .venv/bin/python benchmarks/time_notebooks.py notebooks/03_*.ipynb --repeats 1
@@ -10,6 +10,11 @@ time, which is what a reader typically waits; the slowest single run is reported
 Prints a table and writes JSON (benchmarks/results/notebook_timings.json: the machine, the load
 averages at start and end, every time). Notebooks are executed in memory; the files on disk are
 not changed. Figures are drawn with the kernel's inline backend, as in JupyterLab.
+
+Sections are keyed by the notebook's markdown headings of level 1 or 2 (``# Title``,
+``## 3. Overlays``): each code cell belongs to the last such heading above it, and a section's
+time is the sum of its cells' times (median over rounds). docs/WORKSHOP.md's timing table is
+made from these (``python benchmarks/workshop_table.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -40,8 +46,26 @@ def _seconds(start: str, end: str) -> float:
     return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
+#: A markdown heading of level 1 or 2 ("# Title", "## 3. Overlays"); deeper ones stay inside.
+SECTION_HEADING = re.compile(r"^#{1,2}\s+(.+?)\s*#*\s*$", re.M)
+
+
+def section_of_cells(notebook: Any) -> list[str]:
+    """The section heading that each cell belongs to (the last level-1/2 heading above it, or in
+    the cell itself for a markdown cell); "" before the first heading."""
+    current, sections = "", []
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            headings = SECTION_HEADING.findall(cell.source)
+            if headings:
+                current = headings[-1]
+        sections.append(current)
+    return sections
+
+
 def time_notebook(path: Path) -> dict[str, Any]:
-    """Execute one notebook from a clean kernel: its wall time and each code cell's time."""
+    """Execute one notebook from a clean kernel: its wall time and each code cell's time and
+    section."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook, timeout=600, kernel_name="python3", record_timing=True,
@@ -50,30 +74,49 @@ def time_notebook(path: Path) -> dict[str, Any]:
     start = time.perf_counter()
     client.execute()
     wall = time.perf_counter() - start
+    sections = section_of_cells(notebook)
     cells = []
     for index, cell in enumerate(notebook.cells):
         timing = cell.get("metadata", {}).get("execution", {})
         if cell.cell_type == "code" and "shell.execute_reply" in timing:
             begin = timing.get("iopub.execute_input") or timing.get("shell.execute_reply.started")
             cells.append({"cell": index, "seconds": _seconds(begin, timing["shell.execute_reply"]),
-                          "first_line": cell.source.splitlines()[0] if cell.source else ""})
+                          "first_line": cell.source.splitlines()[0] if cell.source else "",
+                          "section": sections[index]})
     return {"wall_seconds": wall, "cells": cells}
 
 
+def summarise_sections(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per section (in notebook order): its code cells, and per round the sum of their times;
+    the median and the slowest of those sums."""
+    order: dict[str, list[int]] = {}
+    for cell in runs[0]["cells"]:
+        order.setdefault(cell.get("section", ""), []).append(cell["cell"])
+    sections = []
+    for heading, indices in order.items():
+        totals = [sum(c["seconds"] for c in run["cells"] if c["cell"] in indices) for run in runs]
+        sections.append({"heading": heading, "cells": indices,
+                         "median_seconds": statistics.median(totals),
+                         "max_seconds": max(totals), "seconds": totals})
+    return sections
+
+
 def summarise(path: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One notebook over all rounds: median and slowest wall time, and per cell the median and
-    the slowest of its times; the notebook's slowest cell is the one with the largest median."""
+    """One notebook over all rounds: median and slowest wall time, per cell the median and the
+    slowest of its times (the notebook's slowest cell is the one with the largest median), and
+    the same per section."""
     walls = [run["wall_seconds"] for run in runs]
     cells = []
     for position, first in enumerate(runs[0]["cells"]):
         times = [run["cells"][position]["seconds"] for run in runs]
         cells.append({"cell": first["cell"], "first_line": first["first_line"],
+                      "section": first.get("section", ""),
                       "median_seconds": statistics.median(times), "max_seconds": max(times),
                       "seconds": times})
     slowest = max(cells, key=lambda c: c["median_seconds"]) if cells else None
     return {"notebook": path.name, "median_wall_seconds": statistics.median(walls),
             "max_wall_seconds": max(walls), "wall_seconds": walls, "cells": cells,
-            "slowest_cell": slowest}
+            "sections": summarise_sections(runs), "slowest_cell": slowest}
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

@@ -43,6 +43,23 @@ def test_environment_yml_matches_requirements():
     assert _environment_yml_pip() == _requirements_txt()
 
 
+def _pyproject_list(key: str) -> set[str]:
+    # The quoted strings of one array in pyproject.toml ("dependencies = [" ... "]"); the file's
+    # arrays are one string per line (tomllib is Python 3.11+, and the series supports 3.10).
+    text = (ROOT / "pyproject.toml").read_text()
+    body = re.search(rf"^{re.escape(key)}\s*=\s*\[(.*?)^\]", text, re.M | re.S)
+    assert body, f"no {key} = [...] in pyproject.toml"
+    return {_normalise(item) for item in re.findall(r'"([^"]+)"', body.group(1))}
+
+
+def test_pyproject_declares_every_requirement_for_the_doctor():
+    """The installed metadata is what `python -m helpers doctor` reads: the package's
+    dependencies plus its `notebooks` extra must be requirements.txt, range for range."""
+    dependencies, notebooks = _pyproject_list("dependencies"), _pyproject_list("notebooks")
+    assert dependencies | notebooks == _requirements_txt()
+    assert not dependencies & notebooks, "a requirement is listed twice"
+
+
 def test_requirements_use_ranges_not_exact_pins():
     pinned = [r for r in _requirements_txt() if "==" in r]
     assert not pinned, f"exact pins break Colab/Binder: {pinned}"

@@ -74,3 +74,33 @@ def test_bad_arguments_are_refused_with_a_reason(time_notebooks, tmp_path, capsy
     with pytest.raises(SystemExit):
         time_notebooks.main([str(tmp_path / "missing.ipynb")])
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_sections_follow_level_one_and_two_headings(time_notebooks):
+    """Code cells belong to the last '#'/'##' heading above them; '###' stays inside; a section's
+    time is the sum of its cells' times per round."""
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("before any heading"),
+        nbformat.v4.new_markdown_cell("# Title\n\ntext"),
+        nbformat.v4.new_code_cell("a"),
+        nbformat.v4.new_markdown_cell("## Summary\n\n## Exercises"),
+        nbformat.v4.new_code_cell("b"),
+        nbformat.v4.new_markdown_cell("### A detail"),
+        nbformat.v4.new_code_cell("c"),
+    ])
+    assert time_notebooks.section_of_cells(notebook) == [
+        "", "Title", "Title", "Exercises", "Exercises", "Exercises", "Exercises"]
+
+    def run(a: float, b: float, c: float) -> dict:
+        return {"wall_seconds": a + b + c, "cells": [
+            {"cell": 2, "seconds": a, "first_line": "a", "section": "Title"},
+            {"cell": 4, "seconds": b, "first_line": "b", "section": "Exercises"},
+            {"cell": 6, "seconds": c, "first_line": "c", "section": "Exercises"}]}
+
+    summary = time_notebooks.summarise(Path("01_x.ipynb"), [run(1, 2, 3), run(2, 1, 1), run(3, 4, 4)])
+    title, exercises = summary["sections"]
+    assert title == {"heading": "Title", "cells": [2], "median_seconds": 2, "max_seconds": 3,
+                     "seconds": [1, 2, 3]}
+    assert exercises["heading"] == "Exercises" and exercises["cells"] == [4, 6]
+    assert exercises["seconds"] == [5, 2, 8] and exercises["median_seconds"] == 5
+    assert [cell["section"] for cell in summary["cells"]] == ["Title", "Exercises", "Exercises"]
