@@ -12,18 +12,10 @@ import_keras_quietly()  # before anything imports keras: hides TensorFlow's nati
 
 # ruff: noqa: E402
 from helpers.architecture import LAYER_GROUPS, parameter_breakdown
-from helpers.cam import class_activation_maps, find_cam_head, grad_cam
-from helpers.data import sample_image, sample_images
+from helpers.cam import class_activation_maps, find_cam_head, grad_cam, grad_cam_plus_plus, score_cam
+from helpers.data import sample_images
 from helpers.env import report_environment, require_versions, set_seed
-from helpers.localization import (
-    box_iou,
-    cam_to_box,
-    localization_accuracy,
-    localization_report,
-    max_box_accuracy,
-    pointing_game,
-    scale_box,
-)
+from helpers.localization import box_iou, cam_to_box, localization_report, scale_box
 from helpers.localization_models import evaluate_localization
 from helpers.localization_plots import TRUE_BOX_COLOR, plot_localization_gallery, plot_threshold_sweep
 from helpers.maps import CAMResult, normalize_cam, upsample_maps
@@ -34,7 +26,7 @@ from helpers.models import (
     load_classifier,
     prepare_offline_model,
 )
-from helpers.plotting import draw_box, plot_cam, plot_cam_classes, plot_cam_images, show_cam
+from helpers.plotting import draw_box, plot_cam, plot_cam_classes, plot_cam_images
 from helpers.small_models import (
     HEADS,
     build_head,
@@ -45,8 +37,10 @@ from helpers.small_models import (
 from helpers.synthetic import DigitCanvases, make_digit_canvases
 from helpers.widgets import cam_explorer
 
-#: The public API: what the notebooks use, and what a reader needs beside it. Everything else
-#: lives in its module (e.g. ``helpers.models.read_legacy_state_dict``) or in the private engine.
+#: The public API: what the notebooks use, and what a reader needs beside it (at most 45 names).
+#: Everything else lives in its module (``helpers.localization.pointing_game``,
+#: ``helpers.plotting.show_cam``, ``helpers.torch_weights.read_legacy_state_dict``, ...) or in
+#: the private engine.
 __all__ = [
     "AVAILABLE_MODELS",
     "CAMResult",
@@ -67,12 +61,11 @@ __all__ = [
     "evaluate_localization",
     "find_cam_head",
     "grad_cam",
+    "grad_cam_plus_plus",
     "head_parameter_counts",
     "load_classifier",
-    "localization_accuracy",
     "localization_report",
     "make_digit_canvases",
-    "max_box_accuracy",
     "normalize_cam",
     "parameter_breakdown",
     "plot_cam",
@@ -80,15 +73,13 @@ __all__ = [
     "plot_cam_images",
     "plot_localization_gallery",
     "plot_threshold_sweep",
-    "pointing_game",
     "prepare_offline_model",
     "report_environment",
     "require_versions",
-    "sample_image",
     "sample_images",
     "scale_box",
+    "score_cam",
     "set_seed",
-    "show_cam",
     "upsample_maps",
 ]
 

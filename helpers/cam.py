@@ -284,9 +284,10 @@ def grad_cam(
         As in :func:`class_activation_maps`; the model needs a final ``Dense`` layer (optionally
         followed by Activation/Softmax), not a global pooling.
     layer
-        Name of the target layer (a 4-D output); default: the last 4-D tensor before the head,
-        found by walking back from the final Dense layer (``"top_relu"`` for
-        EfficientNet-Lite0, ``"block5_pool"`` for VGG-16).
+        Name of the target layer (a 4-D output); default: the input of the global pooling if
+        there is one (``"top_relu"`` for EfficientNet-Lite0), else the last 4-D tensor before the
+        final Dense layer that no pooling layer produced (``"block5_conv3"``, 14 × 14, for
+        VGG-16, as in the Grad-CAM authors' code).
 
     Returns
     -------

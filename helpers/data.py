@@ -107,8 +107,8 @@ def sample_images(names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         names = SAMPLE_IMAGE_NAMES
     if isinstance(names, (str, bytes)):
         raise TypeError(
-            f"names must be a list of names, got the str {names!r}; use sample_image({names!r}) "
-            f"for one image, or sample_images([{names!r}])"
+            f"names must be a list of names, got the str {names!r}; use sample_images([{names!r}]), "
+            f"or helpers.data.sample_image({names!r}) for the one array"
         )
     if not isinstance(names, (list, tuple)):
         raise TypeError(f"names must be a list or tuple of str, got {type(names).__name__}")

@@ -370,7 +370,10 @@ def _reference_gradients(model, images, class_ids):
 def test_grad_cam_on_a_model_without_gap(no_gap_model):
     """Against a direct autodiff computation of alpha = mean_xy dS_c/dA (from logits)."""
     images = _random_images((3, 32, 32, 3), seed=4)
-    result = cam.grad_cam(no_gap_model, images, top_k=2)
+    # The default target is the last convolution, not the pooling after it (as VGG-16's
+    # block5_conv3 in the Grad-CAM authors' code); the reference here differentiates pool2.
+    assert cam.grad_cam(no_gap_model, images).layer == "conv2"
+    result = cam.grad_cam(no_gap_model, images, top_k=2, layer="pool2")
     assert result.layer == "pool2" and result.low_res.shape == (3, 2, 8, 8)
     assert np.all(np.isfinite(result.low_res))
     logits, features, gradients = _reference_gradients(no_gap_model, images, result.class_ids)

@@ -20,7 +20,7 @@ def test_sample_images_are_rgb_uint8(samples):
 
 def test_unknown_sample_image():
     with pytest.raises(ValueError, match="available: chelsea"):
-        helpers.sample_image("lena")
+        helpers.data.sample_image("lena")
 
 
 def test_vgg16_breakdown():
@@ -50,12 +50,12 @@ def test_breakdown_descends_into_nested_models():
 
 def test_sample_images_refuses_a_str_and_an_empty_list():
     # Before: "chelsea" was read letter by letter ("unknown sample image 'c'"); [] gave all seven.
-    with pytest.raises(TypeError, match=r"got the str 'chelsea'; use sample_image\('chelsea'\)"):
+    with pytest.raises(TypeError, match=r"got the str 'chelsea'; use sample_images\(\['chelsea'\]\)"):
         helpers.sample_images("chelsea")
     with pytest.raises(ValueError, match=r"names is empty; pass None for all seven"):
         helpers.sample_images([])
     with pytest.raises(TypeError, match=r"must be a str, got int 3"):
-        helpers.sample_image(3)
+        helpers.data.sample_image(3)
     assert list(helpers.sample_images(("coffee", "chelsea"))) == ["coffee", "chelsea"]
 
 

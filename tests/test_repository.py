@@ -119,3 +119,34 @@ def test_makefile_keeps_the_inline_backend_for_jupyter():
     for target in ("lab", "execute-notebooks"):
         recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
         assert recipe and "env -u MPLBACKEND" in recipe.group(1), target
+
+
+def test_public_api_is_small_and_is_what_the_notebooks_use():
+    """About 40 names (at most 45); every `helpers.X` a notebook uses is one of them, and every
+    one of them resolves."""
+    import helpers
+
+    assert len(helpers.__all__) <= 45, len(helpers.__all__)
+    assert len(set(helpers.__all__)) == len(helpers.__all__)
+    for name in helpers.__all__:
+        assert getattr(helpers, name) is not None
+    used = set()
+    for path in NOTEBOOKS:
+        notebook = json.loads(path.read_text())
+        source = "\n".join("".join(c["source"]) for c in notebook["cells"]
+                           if c["cell_type"] == "code")
+        used |= set(re.findall(r"\bhelpers\.([A-Za-z_]\w*)", source))
+        assert not re.search(r"from helpers\.\w+ import", source), path.name
+    assert used - {"__version__"} <= set(helpers.__all__), used - set(helpers.__all__)
+
+
+def test_no_public_module_imports_another_modules_private_names():
+    """The underscore is a boundary: public modules of helpers import only public names from each
+    other (the private engine package helpers._engine is used through its own names)."""
+    offenders = []
+    for path in sorted((ROOT / "helpers").glob("*.py")):
+        for line in path.read_text().splitlines():
+            match = re.match(r"\s*from helpers(\.\w+)* import (.*)", line)
+            if match and re.search(r"(^|[\s,(])_\w", match.group(2)):
+                offenders.append(f"{path.name}: {line.strip()}")
+    assert offenders == []

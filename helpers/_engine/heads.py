@@ -42,6 +42,13 @@ PASS_THROUGH = (
 OUTPUT_ACTIVATIONS = (keras.layers.Activation, keras.layers.Softmax)
 #: Global pooling layers a CAM head may use, and what the result calls them.
 POOLINGS = {keras.layers.GlobalAveragePooling2D: "average", keras.layers.GlobalMaxPooling2D: "max"}
+#: Layers whose output is not a default Grad-CAM target: the default is the last 4-D tensor
+#: before the head that no pooling layer produced (VGG-16: ``block5_conv3``, 14 × 14, as in the
+#: Grad-CAM authors' code, not ``block5_pool``).
+_POOLING_LAYERS = (
+    keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,10 +194,10 @@ def _find_pooling(dense: Any, dense_input: Any) -> tuple[Any, Any, list[str], st
 
 def _cut_at(dense_input: Any, layer: str | None, model_name: str) -> tuple[Any, Any]:
     """The 4-D tensor a gradient method weights: the output of ``layer``, or the last 4-D tensor
-    before the Dense layer (a pooled ``keepdims=True`` output does not count)."""
+    before the Dense layer that no pooling layer produced."""
     four_d: list[str] = []
     for operation, _node, tensor in walk_back(dense_input):
-        if layer is None and type(operation) in POOLINGS:
+        if layer is None and isinstance(operation, _POOLING_LAYERS):
             continue
         if len(tensor.shape) == 4:
             four_d.append(operation.name)
@@ -220,8 +227,8 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
 
     ``pooling=True``: the feature map feeding a GAP/GMP → Dense head (CAM); ValueError, pointing
     to Grad-CAM, if there is none. ``pooling=False``: a cut for gradient methods at ``layer``
-    (default: the last 4-D tensor before the Dense layer, which is the GAP/GMP input when there
-    is one).
+    (default: the GAP/GMP input when there is one, else the last 4-D tensor before the Dense
+    layer that no pooling layer produced).
     """
     keras_model = keras_model_of(model)
     key = ("pooling", None) if pooling else ("cut", layer)
@@ -242,7 +249,7 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
             "helpers.grad_cam(model, images), which works for any convolutional classifier "
             "(e.g. VGG-16)."
         )
-    if not pooling:
+    if not pooling and (layer is not None or pooling_layer is None):
         operation, tensor = _cut_at(dense_input, layer, name)
         if tensor is not features:
             pooling_layer, features = None, tensor
@@ -255,7 +262,11 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
     format_owner = pooling_layer if pooling_layer is not None else feature_op
     try:
         head_model = keras.Model(features, dense_input)
-    except ValueError as error:
+        # Keras < 3.14 builds the model even when the head also reads tensors from before the
+        # cut; running its graph on a symbolic batch of one fails then, on every version.
+        probe = keras.KerasTensor((1, *features.shape[1:]), dtype=features.dtype)
+        head_model.compute_output_spec(probe)
+    except (ValueError, KeyError) as error:
         raise ValueError(
             f"layer {feature_op.name!r} is not a cut point of model {name!r}: the classifier "
             "head also uses tensors from before it (e.g. a skip connection around it); choose a "
