@@ -20,7 +20,6 @@ from helpers.localization_models import evaluate_localization
 from helpers.localization_plots import TRUE_BOX_COLOR, plot_localization_gallery, plot_threshold_sweep
 from helpers.maps import CAMResult, normalize_cam, upsample_maps
 from helpers.models import (
-    AVAILABLE_MODELS,
     Classifier,
     OfflineError,
     load_classifier,
@@ -34,7 +33,7 @@ from helpers.small_models import (
     compile_classifier,
     head_parameter_counts,
 )
-from helpers.synthetic import DigitCanvases, make_digit_canvases
+from helpers.synthetic import make_digit_canvases
 from helpers.widgets import cam_explorer
 
 #: The public API: what the notebooks use, and what a reader needs beside it (at most 45 names).
@@ -42,10 +41,8 @@ from helpers.widgets import cam_explorer
 #: ``helpers.plotting.show_cam``, ``helpers.torch_weights.read_legacy_state_dict``, ...) or in
 #: the private engine.
 __all__ = [
-    "AVAILABLE_MODELS",
     "CAMResult",
     "Classifier",
-    "DigitCanvases",
     "HEADS",
     "LAYER_GROUPS",
     "OfflineError",

@@ -39,7 +39,7 @@ def evaluate_localization(
     model
         A Keras model with a GAP or GMP → Dense head (:func:`helpers.find_cam_head`).
     data
-        A :class:`helpers.DigitCanvases` (``images``, ``labels``, ``boxes``).
+        A :class:`helpers.synthetic.DigitCanvases` (``images``, ``labels``, ``boxes``).
     threshold, thresholds, iou_threshold
         As in :func:`helpers.localization.localization_report`.
 
