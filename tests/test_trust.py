@@ -1,0 +1,115 @@
+"""Sanity checks and faithfulness (helpers.trust, notebook 06) on models with a known answer."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import cam
+from helpers.models import Classifier
+from helpers.trust import deletion_insertion, randomize_layers
+
+
+def _redness_classifier() -> Classifier:
+    """Class 0's logit is the mean redness (R − G) of the image, class 1's its opposite: the
+    evidence for class 0 is exactly where the image is red."""
+    image = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(2, 1, use_bias=False, name="redness")(image)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Dense(2, use_bias=False, name="logits")(x)
+    model = keras.Model(image, logits, name="redness")
+    model.get_layer("redness").set_weights([np.array([[[[1.0, -1.0], [-1.0, 1.0], [0, 0]]]])])
+    model.get_layer("logits").set_weights([np.eye(2) * 4.0])
+    return Classifier(name="redness", model=model, input_size=(16, 16), num_classes=2,
+                      normalize=lambda x: x / 255.0)
+
+
+def _red_patch_photo() -> np.ndarray:
+    photo = np.full((16, 16, 3), 128, np.uint8)
+    photo[2:8, 3:11] = (250, 20, 20)  # the evidence
+    return photo
+
+
+def test_deletion_and_insertion_reward_the_map_that_ranks_the_evidence_first():
+    classifier, photo = _redness_classifier(), _red_patch_photo()
+    truth = np.zeros((16, 16), np.float32)
+    truth[2:8, 3:11] = 1.0
+    rng = np.random.default_rng(0)
+    maps = np.stack([truth + 0.01 * rng.random((16, 16)), 1.0 - truth, rng.random((16, 16))])
+    curves = deletion_insertion(classifier, [photo] * 3, maps, [0, 0, 0], steps=8, blur_sigma=2)
+    assert curves.deletion.shape == curves.insertion.shape == (3, 9)
+    np.testing.assert_allclose(curves.fractions, np.linspace(0, 1, 9))
+    # Step 0 is the photo itself (deletion) and the blurred photo (insertion); the last
+    # deletion step is all black, the last insertion step the photo again.
+    assert np.allclose(curves.deletion[:, 0], curves.deletion[0, 0])
+    assert np.allclose(curves.insertion[:, -1], curves.deletion[0, 0])
+    good, reversed_, random_ = range(3)
+    assert curves.deletion_auc[good] < curves.deletion_auc[random_] < curves.deletion_auc[reversed_]
+    assert curves.insertion_auc[good] > curves.insertion_auc[random_] > curves.insertion_auc[reversed_]
+
+
+def test_deletion_insertion_refuses_bad_arguments():
+    classifier, photo = _redness_classifier(), _red_patch_photo()
+    maps = np.ones((1, 4, 4), np.float32)
+    with pytest.raises(TypeError, match="helpers.Classifier"):
+        deletion_insertion(classifier.model, [photo], maps, [0])
+    with pytest.raises(ValueError, match=r"maps must be \(B, h, w\) with B = 1"):
+        deletion_insertion(classifier, [photo], np.ones((2, 4, 4)), [0])
+    with pytest.raises(ValueError, match="NaN"):
+        deletion_insertion(classifier, [photo], maps * np.nan, [0])
+    with pytest.raises(ValueError, match=r"class ids must be in 0\.\.1"):
+        deletion_insertion(classifier, [photo], maps, [2])
+    with pytest.raises(ValueError, match="steps must be an int"):
+        deletion_insertion(classifier, [photo], maps, [0], steps=0)
+
+
+def _small_cnn() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(4, 3, name="conv"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3, name="logits"),
+    ])
+
+
+def test_randomize_layers_changes_the_maps_inside_and_restores_the_model_after():
+    model = _small_cnn()
+    model.get_layer("bn").moving_mean.assign(np.full(4, 0.7, np.float32))
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 12, 12, 3)).astype(np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    trained = cam.class_activation_maps(model, images, classes="all")
+    with randomize_layers(model, ["logits", "bn", "conv"], seed=3) as changed:
+        assert changed == ["logits", "bn", "conv"]
+        inside = cam.class_activation_maps(model, images, classes="all")
+        bn = model.get_layer("bn")
+        assert np.all(keras.ops.convert_to_numpy(bn.moving_mean) == 0.0)  # initial values
+        assert np.all(keras.ops.convert_to_numpy(model.get_layer("logits").bias) == 0.0)
+    assert not np.allclose(inside.low_res, trained.low_res)
+    for restored, original in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(restored, original)
+    again = cam.class_activation_maps(model, images, classes="all")
+    np.testing.assert_allclose(again.low_res, trained.low_res, rtol=1e-6, atol=1e-6)
+    with randomize_layers(model, ["logits"], seed=3):
+        first = model.get_layer("logits").get_weights()[0]
+    with randomize_layers(model, ["logits"], seed=3):
+        np.testing.assert_array_equal(model.get_layer("logits").get_weights()[0], first)
+
+
+def test_randomize_layers_restores_after_an_error_and_refuses_bad_names():
+    model = _small_cnn()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(RuntimeError, match="inside"):
+        with randomize_layers(model, ["conv"]):
+            raise RuntimeError("inside")
+    for restored, original in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(restored, original)
+    with pytest.raises(ValueError, match=r"no layers named \['conv9'\]"):
+        with randomize_layers(model, ["conv9"]):
+            pass
+    with pytest.raises(ValueError, match="list of layer names, got the str"):
+        with randomize_layers(model, "conv"):
+            pass
