@@ -34,6 +34,7 @@ from helpers.small_models import (
     head_parameter_counts,
 )
 from helpers.synthetic import make_digit_canvases
+from helpers.trust import deletion_insertion, randomize_layers
 from helpers.widgets import cam_explorer
 
 #: The public API: what the notebooks use, and what a reader needs beside it (at most 45 names).
@@ -54,6 +55,7 @@ __all__ = [
     "cam_to_box",
     "class_activation_maps",
     "compile_classifier",
+    "deletion_insertion",
     "draw_box",
     "evaluate_localization",
     "find_cam_head",
@@ -71,6 +73,7 @@ __all__ = [
     "plot_localization_gallery",
     "plot_threshold_sweep",
     "prepare_offline_model",
+    "randomize_layers",
     "report_environment",
     "require_versions",
     "sample_images",
