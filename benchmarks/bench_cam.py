@@ -432,6 +432,8 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "cam_all_classes_low_res": lambda: cam.class_activation_maps(
             classifier, images, classes="all"),
         "grad_cam_top1_upsampled": lambda: cam.grad_cam(classifier, images, upsample=True),
+        "grad_cam_plus_plus_top1_upsampled": lambda: cam.grad_cam_plus_plus(
+            classifier, images, upsample=True),
     }
     # The all-class weighting alone (stage 2: einsum at feature resolution, results to numpy),
     # on feature maps already computed and left on the device: what "all" adds to a forward pass.
@@ -473,6 +475,10 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     measurements["cam_top1_upsampled_batch1"] = measure_per_call(
         lambda i: cam.class_activation_maps(classifier, images[i % len(images)], upsample=True),
         args.peer_calls)
+    # Score-CAM: one forward pass per feature channel (1,280 on Lite0, 2,048 on ResNet-50).
+    print(f"[{name}] one image per call: Score-CAM × {args.score_cam_calls}", flush=True)
+    measurements["score_cam_top1_batch1"] = measure_per_call(
+        lambda i: cam.score_cam(classifier, images[i % len(images)]), args.score_cam_calls)
 
     # Do the peers compute the same thing? Correlation of the first image's map with ours,
     # brought to the peer's format (scipy zoom, ReLU); ~1.0 when the re-implementation is
@@ -665,6 +671,8 @@ LABELS = {
     "cam_all_classes_low_res": "**ours**: CAM of all classes (feature-size maps)",
     "cam_all_classes_weighting_only": "ours: of which the all-class weighting alone",
     "grad_cam_top1_upsampled": "**ours**: `grad_cam` top-1, upsampled",
+    "grad_cam_plus_plus_top1_upsampled": "ours: `grad_cam_plus_plus` top-1, upsampled",
+    "score_cam_top1_batch1": "ours: `score_cam` top-1 (a forward pass per channel), 1 image/call",
     "cam_top1_upsampled_mixed_bfloat16": "ours: CAM top-1, upsampled, mixed_bfloat16",
     "tf_keras_vis_gradcam": "tf-keras-vis `Gradcam` (same batch)",
     "seed_post_cam": "seed post (zoom every map, then sum), 1 image/call",
@@ -734,6 +742,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="timed single-image calls of keras.io and of ours (10)")
     parser.add_argument("--no-mixed", dest="mixed", action="store_false",
                         help="skip the mixed_bfloat16 row")
+    parser.add_argument("--score-cam-calls", type=int, default=None,
+                        help="timed Score-CAM calls per model, one image each (default 1)")
     parser.add_argument("--gpu-batches", default="64,128,256")
     parser.add_argument("--gpu-dtypes", default="float32,mixed_bfloat16,mixed_float16")
     parser.add_argument("--gpu-repeats", type=int, default=None)
@@ -751,6 +761,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if smoke else 9)
     args.seed_calls = args.seed_calls or (1 if smoke else 4)
     args.peer_calls = args.peer_calls or (1 if smoke else 10)
+    args.score_cam_calls = args.score_cam_calls or 1
     args.gpu_repeats = args.gpu_repeats or (1 if smoke else 7)
     args.gpu_batches = [2] if smoke else [int(b) for b in args.gpu_batches.split(",")]
     args.gpu_dtypes = (["float32", "mixed_bfloat16"] if smoke
@@ -797,6 +808,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine,
         "settings": {"smoke": args.smoke, "batch": args.batch, "repeats": args.repeats,
                      "seed_calls": args.seed_calls, "peer_calls": args.peer_calls,
+                     "score_cam_calls": args.score_cam_calls,
                      "statistic": "median", "preprocessing": "included in every timing",
                      "images": "sample photos resized to the model input, uint8"},
         "load_average": {"start": load_start, "quiet_wait": quiet},

@@ -27,6 +27,8 @@ __all__ = [
 _MAP_LABELS = {
     "cam": r"$M_c$ (logit units)",
     "grad_cam": r"Grad-CAM $\sum_k \alpha_k^c A_k$",
+    "grad_cam_plus_plus": r"Grad-CAM++ $\sum_k w_k^c A_k$",
+    "score_cam": r"Score-CAM $\sum_k w_k^c A_k$",
 }
 
 

@@ -71,6 +71,7 @@ def test_every_method_is_measured_with_medians(smoke_report):
         "classify", "classify_predict_on_batch", "cam_top1_upsampled", "cam_top1_lazy_maps",
         "cam_all_classes_low_res", "grad_cam_top1_upsampled", "seed_post_cam",
         "keras_io_grad_cam", "tf_keras_vis_gradcam", "cam_top1_upsampled_batch1",
+        "grad_cam_plus_plus_top1_upsampled", "score_cam_top1_batch1",
     } - set(expected_unmeasured) <= set(result["measurements"])
     for row in result["measurements"].values():
         assert row["median_s"] > 0 and row["repeats"] == len(row["times_s"]) >= 1
