@@ -204,7 +204,9 @@ def _background_photo(name: str) -> np.ndarray:
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r:.80}")
+        raise TypeError(
+            f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r:.80}"
+        )
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
@@ -215,8 +217,8 @@ def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
         return tuple(OBJECT_CROPS)
     if isinstance(classes, (str, bytes)) or not isinstance(classes, (list, tuple)):
         raise TypeError(
-            f"classes must be a list or tuple of names, got {type(classes).__name__} {classes!r:.80}; "
-            f"available: {', '.join(OBJECT_CROPS)}"
+            f"classes must be a list or tuple of names, got {type(classes).__name__} "
+            f"{classes!r:.80}; available: {', '.join(OBJECT_CROPS)}"
         )
     names = tuple(classes)
     unknown = [name for name in names if name not in OBJECT_CROPS]

@@ -1,4 +1,4 @@
-"""Transfer learning with a GAP head: a frozen pretrained base, a new Dense layer, trained in seconds.
+"""Transfer learning with a GAP head: a frozen pretrained base and a new Dense layer, trained fast.
 
 Introduced in notebook 05.
 
@@ -69,8 +69,8 @@ def build_transfer_model(
     Parameters
     ----------
     classifier
-        A :class:`helpers.Classifier` whose head is GAP → Dense (``"efficientnet_lite0"``, offline;
-        ``"resnet50"``). Its layers are shared, not copied, and are set to non-trainable.
+        A :class:`helpers.Classifier` whose head is GAP → Dense (``"efficientnet_lite0"``,
+        offline; ``"resnet50"``). Its layers are shared, not copied, and are set to non-trainable.
     num_classes
         Number of new classes, >= 2.
     seed
@@ -93,8 +93,8 @@ def build_transfer_model(
     """
     if not isinstance(classifier, Classifier):
         raise TypeError(
-            f"classifier must be a helpers.Classifier (helpers.load_classifier('efficientnet_lite0')), "
-            f"got {type(classifier).__name__}"
+            "classifier must be a helpers.Classifier, e.g. "
+            f"helpers.load_classifier('efficientnet_lite0'); got {type(classifier).__name__}"
         )
     num_classes = _check_positive_int("num_classes", num_classes)
     if num_classes < 2:
@@ -120,7 +120,9 @@ def build_transfer_model(
     return keras.Model(images, logits, name=name)
 
 
-_DENSE_INPUT_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.WeakKeyDictionary()
+_DENSE_INPUT_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _dense_input_model(model: keras.Model, head: Any) -> keras.Model:
@@ -133,7 +135,9 @@ def _dense_input_model(model: keras.Model, head: Any) -> keras.Model:
     return _DENSE_INPUT_MODELS[model]
 
 
-def pooled_features(model: keras.Model, images: Any, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+def pooled_features(
+    model: keras.Model, images: Any, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray | None]:
     """What the Dense layer of a GAP head sees: the pooled feature vector of each image.
 
     Introduced in notebook 05. Runs the model up to the input of its head's Dense layer
@@ -146,7 +150,8 @@ def pooled_features(model: keras.Model, images: Any, batch_size: int = 32) -> tu
         A Keras model with a GAP (or GMP) → Dense head, e.g. :func:`build_transfer_model`'s.
     images
         A numpy array ``(N, H, W, 3)`` of images as the model takes them, or an iterable of
-        ``(images, labels)`` batches such as a ``tf.data.Dataset`` from ``keras.utils.image_dataset_from_directory``
+        ``(images, labels)`` batches such as a ``tf.data.Dataset`` from
+        ``keras.utils.image_dataset_from_directory``
         (read **once**: a shuffling data set gives features and labels in the same order).
     batch_size
         Images per forward pass, for an array.
@@ -188,8 +193,8 @@ def pooled_features(model: keras.Model, images: Any, batch_size: int = 32) -> tu
     labels = np.concatenate(label_batches)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError(
-            f"labels must be integer class indices (N,), got {labels.dtype} {labels.shape}; read the "
-            "folder with label_mode='int' (image_dataset_from_directory's default)"
+            f"labels must be integer class indices (N,), got {labels.dtype} {labels.shape}; "
+            "read the folder with label_mode='int' (image_dataset_from_directory's default)"
         )
     return np.concatenate(feature_batches), labels.astype(np.int64)
 
@@ -247,7 +252,8 @@ def fit_transfer_head(
     """
     epochs = _check_positive_int("epochs", epochs)
     batch_size = _check_positive_int("batch_size", batch_size)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
+    is_real = isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool)
+    if not is_real or not learning_rate > 0:
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r:.80}")
     head = find_cam_head(model)
     if head.dense.activation not in (None, keras.activations.linear):
@@ -266,7 +272,8 @@ def fit_transfer_head(
     targets = np.asarray(labels) if is_array else dataset_labels
     if targets.shape != (len(features),) or targets.dtype.kind not in "iu":
         raise ValueError(
-            f"labels must be {len(features)} integer classes (N,), got {targets.dtype} {targets.shape}"
+            f"labels must be {len(features)} integer classes (N,), got {targets.dtype} "
+            f"{targets.shape}"
         )
     if targets.min() < 0 or targets.max() >= head.num_classes:
         raise ValueError(

@@ -220,3 +220,17 @@ def test_build_transfer_model_refuses_bad_arguments(lite0):
         helpers.build_transfer_model(lite0, 1)
     with pytest.raises(TypeError):
         helpers.build_transfer_model(lite0, 2.0)
+
+
+def test_a_resnet50_base_gets_its_own_normalization():
+    """Any classifier with a GAP head works: ResNet-50's caffe-style preprocessing becomes the
+    model's first layer (random weights: no download)."""
+    resnet = helpers.load_classifier("resnet50", weights=None)
+    model = helpers.build_transfer_model(resnet, 2)
+    assert helpers.find_cam_head(model).feature_layer == "conv5_block3_out"
+    images = helpers.make_photo_composites(2, seed=0).images
+    ours = keras.Model(model.input, model.get_layer("gap").output)(images.astype(np.float32))
+    theirs = keras.Model(resnet.model.input, resnet.model.get_layer("conv5_block3_out").output)(
+        resnet.preprocess(images))
+    assert np.allclose(keras.ops.convert_to_numpy(ours),
+                       keras.ops.convert_to_numpy(theirs).mean(axis=(1, 2)), atol=1e-4)
