@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numbers
 import weakref
+from os import PathLike
 from typing import Any
 
 import keras
@@ -164,11 +165,24 @@ def pooled_features(
         ``(N,)`` the batches' labels as int64 for a data set; None for an array.
     """
     batch_size = _check_positive_int("batch_size", batch_size)
+    if isinstance(images, (str, bytes, PathLike)):
+        raise TypeError(
+            f"images is a path ({images!r:.80}); read the folder first, e.g. "
+            "keras.utils.image_dataset_from_directory(folder, image_size=(224, 224))"
+        )
     head = find_cam_head(model)
     dense_input = _dense_input_model(model, head)
     forward = compiled_forward(dense_input)  # compiled once per model, BatchNorm folded
+    expected = tuple(model.inputs[0].shape[1:])
 
     def run(batch: np.ndarray) -> np.ndarray:
+        fits = batch.ndim == 4 and all(e in (None, d) for e, d in zip(expected, batch.shape[1:]))
+        if not fits:
+            raise ValueError(
+                f"images of shape {batch.shape[1:]} for a model that takes {expected}; read "
+                f"folders with image_size={expected[:2]} (image_dataset_from_directory's default "
+                "is (256, 256))"
+            )
         return np.asarray(keras.ops.convert_to_numpy(forward(batch.astype(np.float32))))
 
     if isinstance(images, np.ndarray):
@@ -212,7 +226,7 @@ def fit_transfer_head(
 ) -> keras.callbacks.History:
     """Train only the Dense layer of a GAP head, on pooled features computed once.
 
-    Introduced in notebook 05. The steps, as notebook 05 (section 3) does them by hand:
+    Introduced in notebook 05, whose section 3 explains the steps:
 
     1. ``features = pooled_features(model, images)``: one forward pass per image, ``(N, k)``;
     2. a small model ``k numbers → the model's own Dense layer`` (the same layer object);

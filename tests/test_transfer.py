@@ -205,6 +205,11 @@ def test_fit_transfer_head_refuses_what_it_cannot_train(lite0, transfer_model):
         helpers.fit_transfer_head(transfer_model, images, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match="epochs"):
         helpers.fit_transfer_head(transfer_model, images, np.array([0, 1, 2]), epochs=0)
+    with pytest.raises(TypeError, match="image_dataset_from_directory"):
+        helpers.fit_transfer_head(transfer_model, "my_photos")
+    small = helpers.make_photo_composites(3, size=SMALL, seed=0).images
+    with pytest.raises(ValueError, match="image_size"):  # a folder read at the wrong size
+        helpers.fit_transfer_head(transfer_model, small, np.array([0, 1, 2]))
     inputs = keras.Input((224, 224, 3))
     features = transfer_model.get_layer("base")(inputs)
     pooled = keras.layers.GlobalAveragePooling2D()(features)
