@@ -33,7 +33,9 @@ from helpers.small_models import (
     compile_classifier,
     head_parameter_counts,
 )
+from helpers.photo_composites import make_photo_composites
 from helpers.synthetic import make_digit_canvases
+from helpers.transfer import build_transfer_model, fit_transfer_head
 from helpers.trust import deletion_insertion, randomize_layers
 from helpers.widgets import cam_explorer
 
@@ -51,6 +53,7 @@ __all__ = [
     "box_iou",
     "build_head",
     "build_small_cnn",
+    "build_transfer_model",
     "cam_explorer",
     "cam_to_box",
     "class_activation_maps",
@@ -59,12 +62,14 @@ __all__ = [
     "draw_box",
     "evaluate_localization",
     "find_cam_head",
+    "fit_transfer_head",
     "grad_cam",
     "grad_cam_plus_plus",
     "head_parameter_counts",
     "load_classifier",
     "localization_report",
     "make_digit_canvases",
+    "make_photo_composites",
     "normalize_cam",
     "parameter_breakdown",
     "plot_cam",

@@ -1,0 +1,309 @@
+"""Transfer learning with a GAP head: a frozen pretrained base and a new Dense layer, trained fast.
+
+Introduced in notebook 05.
+
+:func:`build_transfer_model` cuts a pretrained classifier at its last feature map (for
+EfficientNet-Lite0 ``top_relu``, ``7 × 7 × 1280``), freezes it, and puts a new
+``GlobalAveragePooling2D → Dense(num_classes)`` head on it; the model takes RGB images in 0..255
+(the classifier's normalisation is its first layer), so :func:`helpers.class_activation_maps`,
+:func:`helpers.evaluate_localization` and a ``keras.utils.image_dataset_from_directory`` data set
+feed it directly.
+
+:func:`fit_transfer_head` trains only the new Dense layer. With the base frozen and GAP without
+weights, what the Dense layer sees of an image is its pooled feature vector (1280 numbers), and
+that never changes during training: it is computed **once** per image, and the Dense layer is
+trained on those vectors, which takes seconds instead of a full forward pass per image and
+epoch. The trained layer is the model's own layer, so the model is trained too.
+"""
+
+from __future__ import annotations
+
+import numbers
+import weakref
+from os import PathLike
+from typing import Any
+
+import keras
+import numpy as np
+
+from helpers._engine import compiled_forward
+from helpers.cam import find_cam_head
+from helpers.env import set_seed
+from helpers.models import Classifier
+
+__all__ = ["build_transfer_model", "fit_transfer_head", "pooled_features"]
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r:.80}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def _normalization_layer(classifier: Classifier) -> keras.layers.Layer:
+    """The classifier's input normalisation as a layer: 0..255 RGB → what its model expects."""
+    if classifier.name == "efficientnet_lite0":  # (x - 127) / 128, as helpers.models does
+        return keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalize")
+    return keras.layers.Lambda(classifier.normalize, name="normalize")
+
+
+def build_transfer_model(
+    classifier: Classifier,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    name: str = "transfer_gap",
+) -> keras.Model:
+    """A new classifier: the frozen pretrained base, then ``GlobalAveragePooling2D → Dense``.
+
+    Introduced in notebook 05.
+
+    The layers: ``image`` (RGB, 0..255, the classifier's input size) → ``normalize`` (the
+    classifier's preprocessing; for EfficientNet-Lite0 ``(x - 127) / 128``) → ``base`` (the
+    classifier's model up to its last feature map, a nested model, **frozen**) → ``gap``
+    (``GlobalAveragePooling2D``) → ``classes`` (``Dense(num_classes)``, logits, no activation).
+    Only ``classes`` is trainable: ``k · num_classes + num_classes`` weights (6,405 for
+    EfficientNet-Lite0's ``k = 1280`` and five classes).
+
+    Parameters
+    ----------
+    classifier
+        A :class:`helpers.Classifier` whose head is GAP → Dense (``"efficientnet_lite0"``,
+        offline; ``"resnet50"``). Its layers are shared, not copied, and are set to non-trainable.
+    num_classes
+        Number of new classes, >= 2.
+    seed
+        Seed of the Dense layer's initial weights (Glorot uniform; the bias starts at 0).
+    name
+        The model's name.
+
+    Returns
+    -------
+    keras.Model
+        Images ``(B, H, W, 3)`` in 0..255 → logits ``(B, num_classes)``. Its CAM head
+        (:func:`helpers.find_cam_head`) is ``base``'s last feature map → ``gap`` → ``classes``.
+
+    Raises
+    ------
+    TypeError
+        ``classifier`` is not a :class:`helpers.Classifier`, or an argument has the wrong type.
+    ValueError
+        The classifier has no GAP → Dense head (VGG-16), or ``num_classes < 2``.
+    """
+    if not isinstance(classifier, Classifier):
+        raise TypeError(
+            "classifier must be a helpers.Classifier, e.g. "
+            f"helpers.load_classifier('efficientnet_lite0'); got {type(classifier).__name__}"
+        )
+    num_classes = _check_positive_int("num_classes", num_classes)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r:.80}")
+    head = find_cam_head(classifier)  # ValueError for a classifier without a GAP head
+    if head.pooling_kind != "average":
+        raise ValueError(f"{classifier.name} has a {head.pooling_kind}-pooling head, not GAP")
+    source = classifier.model
+    base = keras.Model(source.input, source.get_layer(head.feature_layer).output, name="base")
+    base.trainable = False
+
+    height, width = classifier.input_size
+    images = keras.Input((height, width, 3), name="image")
+    features = base(_normalization_layer(classifier)(images))  # f: (B, h, w, k)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)  # F: (B, k)
+    logits = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)),
+        name="classes",
+    )(pooled)  # S = F w + b: (B, num_classes)
+    return keras.Model(images, logits, name=name)
+
+
+_DENSE_INPUT_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _dense_input_model(model: keras.Model, head: Any) -> keras.Model:
+    """``model``'s input → its Dense layer's input, built once per model (so compiled once)."""
+    if model not in _DENSE_INPUT_MODELS:
+        _DENSE_INPUT_MODELS[model] = keras.Model(
+            head.feature_model.inputs, head.head_model(head.feature_model.outputs[0]),
+            name="pooled_features",
+        )
+    return _DENSE_INPUT_MODELS[model]
+
+
+def pooled_features(
+    model: keras.Model, images: Any, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the Dense layer of a GAP head sees: the pooled feature vector of each image.
+
+    Introduced in notebook 05. Runs the model up to the input of its head's Dense layer
+    (:func:`helpers.find_cam_head`: the base, the pooling and any Dropout between them, in
+    inference mode).
+
+    Parameters
+    ----------
+    model
+        A Keras model with a GAP (or GMP) → Dense head, e.g. :func:`build_transfer_model`'s.
+    images
+        A numpy array ``(N, H, W, 3)`` of images as the model takes them, or an iterable of
+        ``(images, labels)`` batches such as a ``tf.data.Dataset`` from
+        ``keras.utils.image_dataset_from_directory``
+        (read **once**: a shuffling data set gives features and labels in the same order).
+    batch_size
+        Images per forward pass, for an array.
+
+    Returns
+    -------
+    features : np.ndarray
+        ``(N, k)`` float32.
+    labels : np.ndarray or None
+        ``(N,)`` the batches' labels as int64 for a data set; None for an array.
+    """
+    batch_size = _check_positive_int("batch_size", batch_size)
+    if isinstance(images, (str, bytes, PathLike)):
+        raise TypeError(
+            f"images is a path ({images!r:.80}); read the folder first, e.g. "
+            "keras.utils.image_dataset_from_directory(folder, image_size=(224, 224))"
+        )
+    head = find_cam_head(model)
+    dense_input = _dense_input_model(model, head)
+    forward = compiled_forward(dense_input)  # compiled once per model, BatchNorm folded
+    expected = tuple(model.inputs[0].shape[1:])
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        fits = batch.ndim == 4 and all(e in (None, d) for e, d in zip(expected, batch.shape[1:]))
+        if not fits:
+            raise ValueError(
+                f"images of shape {batch.shape[1:]} for a model that takes {expected}; read "
+                f"folders with image_size={expected[:2]} (image_dataset_from_directory's default "
+                "is (256, 256))"
+            )
+        return np.asarray(keras.ops.convert_to_numpy(forward(batch.astype(np.float32))))
+
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise ValueError(f"images must be a batch (N, H, W, C), got shape {images.shape}")
+        if len(images) == 0:
+            raise ValueError("images is empty: got 0 images")
+        features = [run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        return np.concatenate(features).astype(np.float32), None
+    feature_batches, label_batches = [], []
+    for batch in images:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(
+                "a data set must yield (images, labels) batches, as image_dataset_from_directory "
+                "does with its default labels='inferred'"
+            )
+        batch_images, batch_labels = (np.asarray(part) for part in batch)
+        feature_batches.append(run(batch_images))
+        label_batches.append(batch_labels)
+    if not feature_batches:
+        raise ValueError("the data set is empty: no batch was read")
+    labels = np.concatenate(label_batches)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be integer class indices (N,), got {labels.dtype} {labels.shape}; "
+            "read the folder with label_mode='int' (image_dataset_from_directory's default)"
+        )
+    return np.concatenate(feature_batches), labels.astype(np.int64)
+
+
+def fit_transfer_head(
+    model: keras.Model,
+    images: Any,
+    labels: Any = None,
+    *,
+    epochs: int = 30,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    verbose: int = 0,
+) -> keras.callbacks.History:
+    """Train only the Dense layer of a GAP head, on pooled features computed once.
+
+    Introduced in notebook 05, whose section 3 explains the steps:
+
+    1. ``features = pooled_features(model, images)``: one forward pass per image, ``(N, k)``;
+    2. a small model ``k numbers → the model's own Dense layer`` (the same layer object);
+    3. Adam with ``learning_rate``, sparse categorical cross-entropy on the logits, ``epochs``
+       epochs of shuffled batches of ``batch_size`` features.
+
+    Everything before the Dense layer is left as it is (frozen, whatever its ``trainable``
+    flag), and a Dropout between the pooling and the Dense layer is skipped: to train those,
+    fine-tune the whole model with ``model.fit``. :func:`helpers.set_seed` (``seed``) is called
+    first, so a run is repeatable.
+
+    Parameters
+    ----------
+    model
+        A Keras model with a GAP → Dense head whose Dense layer outputs logits (no activation),
+        e.g. :func:`build_transfer_model`'s.
+    images
+        ``(N, H, W, 3)`` images as the model takes them (0..255 for
+        :func:`build_transfer_model`'s), with ``labels``; or a data set of ``(images, labels)``
+        batches (``keras.utils.image_dataset_from_directory(folder, image_size=(224, 224))``),
+        read once, with ``labels=None``.
+    labels
+        ``(N,)`` integer classes in ``0..num_classes - 1`` for an array; None for a data set.
+    epochs, batch_size, learning_rate, seed, verbose
+        Training settings; ``verbose`` as in ``keras.Model.fit``.
+
+    Returns
+    -------
+    keras.callbacks.History
+        ``.history["loss"]`` and ``.history["accuracy"]`` per epoch, on the training features.
+
+    Raises
+    ------
+    ValueError
+        Labels missing, given twice, out of range or of the wrong shape; a Dense layer with an
+        activation; an empty data set.
+    """
+    epochs = _check_positive_int("epochs", epochs)
+    batch_size = _check_positive_int("batch_size", batch_size)
+    is_real = isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool)
+    if not is_real or not learning_rate > 0:
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r:.80}")
+    head = find_cam_head(model)
+    if head.dense.activation not in (None, keras.activations.linear):
+        raise ValueError(
+            f"the Dense layer {head.dense.name!r} has the activation "
+            f"{getattr(head.dense.activation, '__name__', head.dense.activation)!r}; "
+            "fit_transfer_head trains Dense layers that output logits (no activation)"
+        )
+    is_array = isinstance(images, np.ndarray)
+    if is_array and labels is None:
+        raise ValueError("images is an array: pass its labels too (N,)")
+    if not is_array and labels is not None:
+        raise ValueError("images is a data set of (images, labels) batches: pass labels=None")
+
+    features, dataset_labels = pooled_features(model, images, batch_size=batch_size)
+    targets = np.asarray(labels) if is_array else dataset_labels
+    if targets.shape != (len(features),) or targets.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be {len(features)} integer classes (N,), got {targets.dtype} "
+            f"{targets.shape}"
+        )
+    if targets.min() < 0 or targets.max() >= head.num_classes:
+        raise ValueError(
+            f"labels must lie in 0..{head.num_classes - 1} (the Dense layer's classes), got "
+            f"{targets.min()}..{targets.max()}"
+        )
+
+    set_seed(int(seed))
+    pooled = keras.Input((features.shape[1],), name="pooled")
+    head_only = keras.Model(pooled, head.dense(pooled), name="dense_head")  # the same layer
+    head_only.compile(
+        optimizer=keras.optimizers.Adam(float(learning_rate)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return head_only.fit(
+        features, targets.astype(np.int64), epochs=epochs, batch_size=batch_size, shuffle=True,
+        verbose=verbose,
+    )

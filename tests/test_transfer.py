@@ -1,0 +1,241 @@
+"""Photo composites (helpers.photo_composites) and transfer learning with a GAP head
+(helpers.transfer): notebook 05."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import helpers
+from helpers.models import resize_image
+from helpers.photo_composites import BACKGROUNDS, OBJECT_CROPS, object_crop
+from helpers.transfer import pooled_features
+
+SMALL = 64  # composites for the data tests; the model tests need the classifier's 224
+
+
+# --------------------------------------------------------------------------------------------
+# Composites
+# --------------------------------------------------------------------------------------------
+
+
+def test_composites_are_deterministic_from_the_seed():
+    first = helpers.make_photo_composites(12, size=SMALL, seed=3)
+    again = helpers.make_photo_composites(12, size=SMALL, seed=3)
+    other = helpers.make_photo_composites(12, size=SMALL, seed=4)
+    for name in ("images", "labels", "boxes", "backgrounds", "flipped"):
+        assert np.array_equal(getattr(first, name), getattr(again, name)), name
+    assert not np.array_equal(first.images, other.images)
+    assert not np.array_equal(first.boxes, other.boxes)
+
+
+def test_shapes_types_and_balanced_classes():
+    data = helpers.make_photo_composites(23, size=SMALL, seed=0)
+    assert data.images.shape == (23, SMALL, SMALL, 3) and data.images.dtype == np.uint8
+    assert data.labels.shape == (23,) and data.labels.dtype == np.int64
+    assert data.boxes.shape == (23, 4) and data.boxes.dtype == np.int64
+    assert data.class_names == tuple(OBJECT_CROPS) == tuple(sorted(OBJECT_CROPS))
+    counts = np.bincount(data.labels, minlength=len(data.class_names))
+    assert counts.max() - counts.min() <= 1
+    assert len(data) == 23 and data.image_size == SMALL
+    part = data.subset(data.labels == 0)
+    assert len(part) == counts[0] and np.all(part.labels == 0)
+
+
+def test_each_box_is_exactly_the_pasted_object():
+    """Inside every box: the class's object, resized to the box (and mirrored when flipped),
+    pixel for pixel; the box lies inside the image and its longer side follows object_scale."""
+    size, scale = 96, (0.3, 0.6)
+    data = helpers.make_photo_composites(20, size=size, object_scale=scale, seed=5)
+    assert data.flipped.any() and not data.flipped.all()
+    for image, label, box, flipped in zip(data.images, data.labels, data.boxes, data.flipped):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        assert 0 <= x0 <= x1 < size and 0 <= y0 <= y1 < size
+        height, width = y1 - y0 + 1, x1 - x0 + 1
+        assert scale[0] * size - 1 <= max(height, width) <= scale[1] * size + 1
+        expected = np.round(resize_image(object_crop(data.class_names[label]), (height, width)))
+        expected = expected.astype(np.uint8)[:, ::-1] if flipped else expected.astype(np.uint8)
+        assert np.array_equal(image[y0 : y1 + 1, x0 : x1 + 1], expected)
+
+
+def test_object_pixels_stop_at_the_box():
+    """Outside the box the pixels are the background's: the same composite drawn with another
+    object (same seed, same class order, so same background and placement draws) differs
+    only inside the boxes."""
+    cats = helpers.make_photo_composites(8, size=SMALL, classes=["cat", "flower"], seed=9)
+    flowers = helpers.make_photo_composites(8, size=SMALL, classes=["flower", "cat"], seed=9)
+    for index in range(8):
+        outside = np.ones((SMALL, SMALL), dtype=bool)
+        for data in (cats, flowers):
+            x0, y0, x1, y1 = data.boxes[index]
+            outside[y0 : y1 + 1, x0 : x1 + 1] = False
+        assert np.array_equal(cats.images[index][outside], flowers.images[index][outside])
+
+
+def test_train_and_test_differ_in_backgrounds_and_placements():
+    train = helpers.make_photo_composites(30, size=SMALL, split="train", seed=0)
+    test = helpers.make_photo_composites(30, size=SMALL, split="test", seed=0)
+    assert not set(train.background_names) & set(test.background_names)
+    assert train.background_names == BACKGROUNDS["train"]
+    assert not np.array_equal(train.boxes, test.boxes)
+    objects = {photo for photo, _ in OBJECT_CROPS.values()}
+    assert not objects & (set(BACKGROUNDS["train"]) | set(BACKGROUNDS["test"]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"count": 0}, ValueError),
+        ({"count": 2.0}, TypeError),
+        ({"count": 4, "seed": -1}, ValueError),
+        ({"count": 4, "seed": None}, TypeError),
+        ({"count": 4, "split": "validation"}, ValueError),
+        ({"count": 4, "classes": "cat"}, TypeError),
+        ({"count": 4, "classes": ["cat"]}, ValueError),
+        ({"count": 4, "classes": ["cat", "dog"]}, ValueError),
+        ({"count": 4, "object_scale": (0.6, 0.3)}, ValueError),
+        ({"count": 4, "object_scale": 0.5}, TypeError),
+        ({"count": 4, "size": 16}, ValueError),
+    ],
+)
+def test_composites_refuse_bad_arguments(kwargs, error):
+    count = kwargs.pop("count")
+    with pytest.raises(error):
+        helpers.make_photo_composites(count, **kwargs)
+
+
+def _tiny_folder(tmp_path, size=SMALL):
+    """2 classes x 3 images, written as <class>/<index>.png."""
+    data = helpers.make_photo_composites(6, size=size, classes=["cat", "flower"], seed=1)
+    folder = data.save_to_folder(tmp_path / "my_photos")
+    return data, folder
+
+
+def test_a_saved_folder_reads_back_with_image_dataset_from_directory(tmp_path):
+    data, folder = _tiny_folder(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["cat", "flower"]
+    assert sum(1 for _ in folder.glob("*/*.png")) == 6
+    dataset = keras.utils.image_dataset_from_directory(
+        folder, image_size=(SMALL, SMALL), batch_size=4, shuffle=False)
+    assert dataset.class_names == ["cat", "flower"]
+    images = np.concatenate([np.asarray(x) for x, _ in dataset])
+    labels = np.concatenate([np.asarray(y) for _, y in dataset])
+    order = np.argsort(data.labels, kind="stable")  # folder order: class, then file name
+    assert np.array_equal(labels, data.labels[order])
+    assert np.array_equal(images, data.images[order].astype(np.float32))  # PNG: lossless
+
+
+# --------------------------------------------------------------------------------------------
+# The transfer model
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transfer_model(lite0):
+    return helpers.build_transfer_model(lite0, 3, seed=0)
+
+
+def test_transfer_model_is_a_frozen_base_under_a_new_gap_head(transfer_model):
+    head = helpers.find_cam_head(transfer_model)
+    assert head.feature_layer == "top_relu" and head.feature_shape == (7, 7, 1280)
+    assert head.pooling_kind == "average" and head.dense.name == "classes"
+    trainable = sum(int(np.prod(w.shape)) for w in transfer_model.trainable_weights)
+    assert trainable == 1280 * 3 + 3
+    assert not transfer_model.get_layer("base").trainable
+    assert transfer_model.input_shape == (None, 224, 224, 3)
+
+
+def test_transfer_model_normalizes_as_the_classifier_does(lite0, transfer_model):
+    """The model takes 0..255 images: its features are the classifier's on preprocessed ones."""
+    images = helpers.make_photo_composites(2, seed=0).images
+    ours = keras.Model(transfer_model.input, transfer_model.get_layer("gap").output)
+    theirs = keras.Model(lite0.model.input, lite0.model.get_layer("top_relu").output)
+    pooled_theirs = keras.ops.convert_to_numpy(theirs(lite0.preprocess(images))).mean(axis=(1, 2))
+    pooled_ours = keras.ops.convert_to_numpy(ours(images.astype(np.float32)))
+    assert np.allclose(pooled_ours, pooled_theirs, atol=1e-4)
+    features, labels = pooled_features(transfer_model, images)  # the compiled, folded pass
+    assert labels is None and np.allclose(features, pooled_ours, atol=1e-3)
+
+
+def test_cam_identity_holds_on_the_transfer_model(transfer_model):
+    images = helpers.make_photo_composites(4, seed=2).images
+    result = helpers.class_activation_maps(transfer_model, images, classes="all")
+    assert result.layer == "top_relu" and result.low_res.shape == (4, 3, 7, 7)
+    assert result.identity_holds
+    identity = result.low_res.mean(axis=(2, 3)) + result.bias - result.scores
+    assert np.abs(identity).max() <= 1e-4 * max(1.0, np.abs(result.scores).max())
+    logits = keras.ops.convert_to_numpy(transfer_model(images.astype(np.float32)))
+    assert np.allclose(result.logits, logits, atol=1e-4)
+
+
+def test_fit_from_a_folder_equals_fit_from_arrays_and_trains_only_the_head(lite0, tmp_path):
+    data, folder = _tiny_folder(tmp_path, size=224)
+    dataset = keras.utils.image_dataset_from_directory(folder, image_size=(224, 224),
+                                                       batch_size=4, shuffle=False)
+    from_folder = helpers.build_transfer_model(lite0, 2, seed=0)
+    base_before = [np.array(w) for w in from_folder.get_layer("base").get_weights()[:4]]
+    dense_before = np.array(from_folder.get_layer("classes").get_weights()[0])
+    history = helpers.fit_transfer_head(from_folder, dataset, epochs=40, batch_size=2,
+                                        learning_rate=1e-2, seed=0)
+    assert history.history["accuracy"][-1] == 1.0
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    for before, after in zip(base_before, from_folder.get_layer("base").get_weights()[:4]):
+        assert np.array_equal(before, after), "the base must not change"
+    assert not np.allclose(dense_before, from_folder.get_layer("classes").get_weights()[0])
+
+    order = np.argsort(data.labels, kind="stable")  # the folder's order
+    from_arrays = helpers.build_transfer_model(lite0, 2, seed=0)
+    helpers.fit_transfer_head(from_arrays, data.images[order], data.labels[order], epochs=40,
+                              batch_size=2, learning_rate=1e-2, seed=0)
+    for ours, theirs in zip(from_folder.get_layer("classes").get_weights(),
+                            from_arrays.get_layer("classes").get_weights()):
+        assert np.allclose(ours, theirs, atol=1e-5)
+    predicted = from_folder.predict(data.images.astype(np.float32), verbose=0).argmax(axis=1)
+    assert np.array_equal(predicted, data.labels)
+
+
+def test_fit_transfer_head_refuses_what_it_cannot_train(lite0, transfer_model):
+    images = helpers.make_photo_composites(3, classes=["cat", "rocket"], seed=0).images
+    with pytest.raises(ValueError, match="labels"):
+        helpers.fit_transfer_head(transfer_model, images)
+    with pytest.raises(ValueError, match="0..2"):
+        helpers.fit_transfer_head(transfer_model, images, np.array([0, 1, 3]))
+    with pytest.raises(ValueError, match="integer"):
+        helpers.fit_transfer_head(transfer_model, images, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="epochs"):
+        helpers.fit_transfer_head(transfer_model, images, np.array([0, 1, 2]), epochs=0)
+    with pytest.raises(TypeError, match="image_dataset_from_directory"):
+        helpers.fit_transfer_head(transfer_model, "my_photos")
+    small = helpers.make_photo_composites(3, size=SMALL, seed=0).images
+    with pytest.raises(ValueError, match="image_size"):  # a folder read at the wrong size
+        helpers.fit_transfer_head(transfer_model, small, np.array([0, 1, 2]))
+    inputs = keras.Input((224, 224, 3))
+    features = transfer_model.get_layer("base")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    softmax_model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
+    with pytest.raises(ValueError, match="activation"):
+        helpers.fit_transfer_head(softmax_model, images, np.array([0, 1, 0]))
+
+
+def test_build_transfer_model_refuses_bad_arguments(lite0):
+    with pytest.raises(TypeError, match="Classifier"):
+        helpers.build_transfer_model(lite0.model, 3)
+    with pytest.raises(ValueError, match="at least 2"):
+        helpers.build_transfer_model(lite0, 1)
+    with pytest.raises(TypeError):
+        helpers.build_transfer_model(lite0, 2.0)
+
+
+def test_a_resnet50_base_gets_its_own_normalization():
+    """Any classifier with a GAP head works: ResNet-50's caffe-style preprocessing becomes the
+    model's first layer (random weights: no download)."""
+    resnet = helpers.load_classifier("resnet50", weights=None)
+    model = helpers.build_transfer_model(resnet, 2)
+    assert helpers.find_cam_head(model).feature_layer == "conv5_block3_out"
+    images = helpers.make_photo_composites(2, seed=0).images
+    ours = keras.Model(model.input, model.get_layer("gap").output)(images.astype(np.float32))
+    theirs = keras.Model(resnet.model.input, resnet.model.get_layer("conv5_block3_out").output)(
+        resnet.preprocess(images))
+    assert np.allclose(keras.ops.convert_to_numpy(ours),
+                       keras.ops.convert_to_numpy(theirs).mean(axis=(1, 2)), atol=1e-4)
