@@ -403,7 +403,7 @@ class CAMExplorer:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget view (ipywidgets 7.x and 8.x alike) plus a ``text/html`` fallback."""
         widget = self.widget
-        bundle: dict[str, Any] = {"text/plain": f"CAM explorer: {self.info.value}"}
+        bundle: dict[str, Any] = {}
         if hasattr(widget, "_repr_mimebundle_"):  # ipywidgets 8
             bundle.update(widget._repr_mimebundle_(**kwargs) or {})
         elif widget._view_name is not None:  # ipywidgets 7: what its _ipython_display_ sends
@@ -411,6 +411,8 @@ class CAMExplorer:
                 "version_major": 2, "version_minor": 0, "model_id": widget._model_id,
             }
             widget._handle_displayed(**kwargs)
+        # What front ends without a live widget show: plain text, or the picture and the sentence.
+        bundle["text/plain"] = f"CAM explorer: {self.info.value}. {KERNEL_GONE}"
         bundle["text/html"] = self.fallback_html()
         return bundle
 

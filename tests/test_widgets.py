@@ -201,3 +201,12 @@ def test_titles_are_wrapped_not_clipped(explorer):
     assert 0 <= title_box.x0 and title_box.x1 <= width and title_box.y1 <= height
     axes_box = explorer._ax.get_window_extent(renderer)
     assert title_box.y0 >= axes_box.y1 - 1  # above the photo, not over it
+
+
+def test_ipython_displays_the_widget_and_the_fallback(explorer):
+    """What a notebook does with the cell's last expression (the 7.x AttributeError was here)."""
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(explorer)
+    assert data[WIDGET_VIEW]["model_id"] == explorer.widget.model_id
+    assert KERNEL_GONE in data["text/html"] and data["text/plain"].startswith("CAM explorer")
