@@ -161,30 +161,33 @@ class CAMExplorer:
         self.picture_size = (width, height)
 
         label_style = {"description_width": _DESCRIPTION_WIDTH}
-        control = widgets.Layout(width="320px")
+
+        def control() -> Any:  # one Layout per control: a shared one would change them all
+            return widgets.Layout(width="320px")
+
         self.image_selector = widgets.Dropdown(
             options=[(name, i) for i, name in enumerate(names)], value=0, description="image",
             style=label_style,
             layout=widgets.Layout(width="320px", display="none" if len(names) == 1 else "flex"),
         )
         self.upload = widgets.FileUpload(
-            accept="image/*", multiple=False, description="your photo", layout=control,
+            accept="image/*", multiple=False, description="your photo", layout=control(),
         )
         self.rank_slider = widgets.IntSlider(
             value=1, min=1, max=int(top_k), description="top-k rank", continuous_update=True,
-            style=label_style, layout=control,
+            style=label_style, layout=control(),
         )
         self.class_search = widgets.Combobox(
             options=self._labels, placeholder="type a class name", description="any class",
-            ensure_option=True, style=label_style, layout=control,
+            ensure_option=True, style=label_style, layout=control(),
         )
         self.opacity_slider = widgets.FloatSlider(
             value=float(opacity), min=0.0, max=1.0, step=0.05, description="opacity",
-            style=label_style, layout=control,
+            style=label_style, layout=control(),
         )
         self.threshold_slider = widgets.FloatSlider(
             value=float(threshold), min=0.0, max=1.0, step=0.05, description="box ≥ t·max",
-            style=label_style, layout=control,
+            style=label_style, layout=control(),
         )
         self.info = widgets.Label(layout=widgets.Layout(width=f"{width}px"))
         self.image_widget = widgets.Image(
