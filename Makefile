@@ -157,3 +157,18 @@ test-wheelhouse: wheelhouse
 
 clean:
 	rm -rf $(VENV) $(WHEELHOUSE_VENV) .pytest_cache
+
+# The explorer with ipywidgets 7.7.x (requirements.txt allows >=7.7,<9; the venv has 8.x):
+# ipywidgets 7.7.1 and its two front-end packages laid over the venv with pip --target (no second
+# venv: a few MB, installed once), then the widget tests with it first on the path.
+WIDGETS7 := $(VENV)/ipywidgets7
+.PHONY: test-widgets7
+$(WIDGETS7)/.installed: $(STAMP)
+	rm -rf $(WIDGETS7)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(WIDGETS7) "ipywidgets==7.7.1" \
+	  "widgetsnbextension==3.6.*" "jupyterlab-widgets==1.*" "ipython_genutils==0.2.*"
+	touch $@
+
+test-widgets7: setup $(WIDGETS7)/.installed
+	GAPCAM_OFFLINE=1 PYTHONPATH=$(abspath $(WIDGETS7))$${PYTHONPATH:+:$$PYTHONPATH} \
+	  $(BIN)/python -m pytest tests/test_widgets.py -p no:cacheprovider -W ignore::DeprecationWarning

@@ -15,6 +15,7 @@ from helpers.architecture import LAYER_GROUPS, parameter_breakdown
 from helpers.cam import class_activation_maps, find_cam_head, grad_cam, grad_cam_plus_plus, score_cam
 from helpers.data import sample_images
 from helpers.env import report_environment, require_versions, set_seed
+from helpers.images import load_image, load_images
 from helpers.localization import box_iou, cam_to_box, localization_report, scale_box
 from helpers.localization_models import evaluate_localization
 from helpers.localization_plots import TRUE_BOX_COLOR, plot_localization_gallery, plot_threshold_sweep
@@ -67,6 +68,8 @@ __all__ = [
     "grad_cam_plus_plus",
     "head_parameter_counts",
     "load_classifier",
+    "load_image",
+    "load_images",
     "localization_report",
     "make_digit_canvases",
     "make_photo_composites",

@@ -19,7 +19,7 @@ from helpers.maps import CAMResult
 from helpers.localization import NO_BOX, cam_to_box, scale_box
 
 __all__ = [
-    "box_bounds", "display_image", "draw_box", "image_at", "plot_cam", "plot_cam_classes",
+    "box_bounds", "display_image", "draw_box", "image_at", "mark_zero", "plot_cam", "plot_cam_classes",
     "plot_cam_images", "show_cam",
 ]
 
@@ -186,8 +186,20 @@ def show_cam(
     if title:
         ax.set_title(title, fontsize=10)
     if colorbar:
-        ax.figure.colorbar(heat, ax=ax, fraction=0.046, pad=0.03, label=colorbar_label)
+        bar = ax.figure.colorbar(heat, ax=ax, fraction=0.046, pad=0.03, label=colorbar_label)
+        mark_zero(bar, low, high)
     return ax
+
+
+def mark_zero(bar: Any, low: float, high: float) -> None:
+    """On a colour bar of a signed map (``low < 0 < high``), a black line and a tick at 0:
+    CAM and Grad-CAM values are logit units, and below zero a position argues *against* the
+    class. Introduced in notebook 02."""
+    if low < 0.0 < high:
+        bar.ax.axhline(0.0, color="black", linewidth=1.5)
+        ticks = [float(t) for t in bar.get_ticks() if low <= t <= high]
+        if 0.0 not in ticks:
+            bar.set_ticks(sorted(ticks + [0.0]))
 
 
 def plot_cam(

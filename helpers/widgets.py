@@ -4,13 +4,24 @@ Introduced in notebook 03. The network runs **once**, when the explorer is built
 classes are kept at feature resolution (``7 × 7`` per class for EfficientNet-Lite0, 200 KB per
 image for 1000 classes). Moving a slider then only upsamples one map (a cached linear operator,
 exactly the bilinear resize of :func:`helpers.upsample_maps`), updates the existing matplotlib
-artists (``set_data``, ``set_alpha``) and renders the figure into an ``ipywidgets.Image``; it
-works with any matplotlib backend, ipympl not needed.
+artists (``set_data``, ``set_alpha``) and renders the figure into an ``ipywidgets.Image``, sent at
+the pixel size it is shown; it works with any matplotlib backend, ipympl not needed. An upload
+button adds your own photo (one more forward pass, for that photo only).
+
+Works with ipywidgets 7.7.x and 8.x: their ``FileUpload.value`` differ (a dict by file name in
+7.x, a tuple of dicts in 8.x; :func:`uploaded_files` reads both), and only 8.x widgets have
+``_repr_mimebundle_`` (:meth:`CAMExplorer._repr_mimebundle_` builds the bundle itself). The bundle
+also holds a ``text/html`` fallback, the current picture and :data:`KERNEL_GONE`, which a front end
+shows when it cannot render a live widget (a saved notebook opened without a kernel).
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import html
 import io
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,11 +29,36 @@ from typing import Any
 import numpy as np
 
 from helpers.cam import class_activation_maps, find_cam_head
+from helpers.images import load_image
 from helpers.localization import cam_to_box, scale_box
 from helpers.maps import CAMResult, normalize_cam, upsample_maps
 from helpers.plotting import box_bounds, display_image, image_at
 
-__all__ = ["CAMExplorer", "cam_explorer"]
+__all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
+
+#: What the explorer's saved output says when no kernel is behind it (its ``text/html`` fallback).
+KERNEL_GONE = "The kernel behind this explorer is not running: rerun the cell to move the sliders again."
+#: Width of the controls' labels, so that none is clipped ("box ≥ t·max").
+_DESCRIPTION_WIDTH = "88px"
+#: Characters per line of the picture's title (wrapped, at most two lines: never clipped).
+_TITLE_CHARACTERS = 58
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """``[(file name, content bytes)]`` from a ``FileUpload.value`` of ipywidgets 7.x or 8.x.
+
+    Introduced in notebook 03. ipywidgets 8: a tuple of dicts with ``name`` and ``content`` (a
+    ``memoryview``). ipywidgets 7: a dict ``{name: {"metadata": {...}, "content": bytes}}``.
+    """
+    if not value:
+        return []
+    if isinstance(value, dict):  # ipywidgets 7.x
+        entries = [(str(name), entry["content"]) for name, entry in value.items()]
+    elif isinstance(value, (list, tuple)):  # ipywidgets 8.x
+        entries = [(str(entry["name"]), entry["content"]) for entry in value]
+    else:
+        raise TypeError(f"unexpected FileUpload value: {type(value).__name__}")
+    return [(name, bytes(content)) for name, content in entries]
 
 
 def _resize_operator(low_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -57,12 +93,17 @@ class CAMExplorer:
     threshold_slider
         Box threshold, 0..1: the box surrounds the largest region where the map is at least
         ``threshold × max`` (0 hides the box).
+    upload
+        ``ipywidgets.FileUpload``: a photo uploaded here joins the image list (the network runs
+        once, on it) and is shown.
     figure
         The matplotlib ``Figure`` (not attached to pyplot: no global state).
     image_widget
-        ``ipywidgets.Image`` showing the rendered figure (JPEG).
+        ``ipywidgets.Image`` showing the rendered figure (JPEG), at :attr:`picture_size`.
+    picture_size
+        ``(width, height)`` in pixels of the picture, rendered and shown at that size.
     widget
-        The whole UI (``ipywidgets.VBox``).
+        The whole UI (``ipywidgets.HBox``: the controls beside the picture).
     last_update_seconds
         Duration of the latest update (upsample, artists, rendering).
     """
@@ -76,7 +117,7 @@ class CAMExplorer:
         image_names: Sequence[str] | None = None,
         opacity: float = 0.5,
         threshold: float = 0.2,
-        size: float = 4.0,
+        size: float = 4.8,
         dpi: int = 80,
     ) -> None:
         import ipywidgets as widgets
@@ -84,6 +125,10 @@ class CAMExplorer:
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
 
+        if isinstance(images, dict):  # e.g. helpers.sample_images() or helpers.load_images()
+            if image_names is None:
+                image_names = list(images)
+            images = list(images.values())
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = images[None]
         self._photos = [display_image(image_at(images, i)) for i in range(len(images))]
@@ -97,35 +142,59 @@ class CAMExplorer:
             1 <= int(top_k) <= num_classes
         ):
             raise ValueError(f"top_k must be an int in 1..{num_classes}, got {top_k!r}")
+        self._model = model
+        self._names = names
         self.result: CAMResult = class_activation_maps(model, images, classes="all")
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")  # (B, C) ranks
         self._operator = _resize_operator(self.result.low_res.shape[2:], self.result.input_size)
         self._labels = [f"{name} ({i})" for i, name in enumerate(self.result.class_names)]
         self._label_to_id = {label: i for i, label in enumerate(self._labels)}
         self._syncing = False
+        self._box: tuple[int, int, int, int] | None = None
         self.last_update_seconds = 0.0
+        #: The message of the last upload that could not be read ("" when none).
+        self.upload_error = ""
+
+        # The picture is rendered at exactly the pixel size it is shown (no browser rescaling).
+        self.figure = Figure(figsize=(size * 1.25, size), dpi=dpi, layout="constrained")
+        width, height = (int(round(v)) for v in self.figure.get_size_inches() * dpi)
+        self.picture_size = (width, height)
+
+        label_style = {"description_width": _DESCRIPTION_WIDTH}
+
+        def control() -> Any:  # one Layout per control: a shared one would change them all
+            return widgets.Layout(width="320px")
 
         self.image_selector = widgets.Dropdown(
             options=[(name, i) for i, name in enumerate(names)], value=0, description="image",
-            layout=widgets.Layout(display="none" if len(names) == 1 else "flex"),
+            style=label_style,
+            layout=widgets.Layout(width="320px", display="none" if len(names) == 1 else "flex"),
+        )
+        self.upload = widgets.FileUpload(
+            accept="image/*", multiple=False, description="your photo", layout=control(),
         )
         self.rank_slider = widgets.IntSlider(
-            value=1, min=1, max=int(top_k), description="top-k rank", continuous_update=True
+            value=1, min=1, max=int(top_k), description="top-k rank", continuous_update=True,
+            style=label_style, layout=control(),
         )
         self.class_search = widgets.Combobox(
             options=self._labels, placeholder="type a class name", description="any class",
-            ensure_option=True,
+            ensure_option=True, style=label_style, layout=control(),
         )
         self.opacity_slider = widgets.FloatSlider(
-            value=float(opacity), min=0.0, max=1.0, step=0.05, description="opacity"
+            value=float(opacity), min=0.0, max=1.0, step=0.05, description="opacity",
+            style=label_style, layout=control(),
         )
         self.threshold_slider = widgets.FloatSlider(
-            value=float(threshold), min=0.0, max=1.0, step=0.05, description="box ≥ t·max"
+            value=float(threshold), min=0.0, max=1.0, step=0.05, description="box ≥ t·max",
+            style=label_style, layout=control(),
         )
-        self.info = widgets.Label()
-        self.image_widget = widgets.Image(format="jpeg")
+        self.info = widgets.Label(layout=widgets.Layout(width=f"{width}px"))
+        self.image_widget = widgets.Image(
+            format="jpeg", width=str(width), height=str(height),
+            layout=widgets.Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto"),
+        )
 
-        self.figure = Figure(figsize=(size * 1.25, size), dpi=dpi, layout="constrained")
         self._ax = self.figure.add_subplot()
         self._ax.set_axis_off()
         self._photo_artist = self._ax.imshow(self._photos[0])
@@ -139,6 +208,8 @@ class CAMExplorer:
             self._heat_artist, ax=self._ax, fraction=0.046, pad=0.03,
             label="class activation (min-max per map)",
         )
+        # Two title lines are reserved by the one constrained layout; titles are wrapped to fit.
+        self._title = self.figure.suptitle("title\nsecond line", fontsize=10)
         self._canvas = FigureCanvasAgg(self.figure)
         self._class_id = int(self._order[0, 0])
         self.class_search.value = self._labels[self._class_id]
@@ -147,18 +218,20 @@ class CAMExplorer:
         self.figure.set_layout_engine("none")
 
         self.image_selector.observe(self._on_image, names="value")
+        self.upload.observe(self._on_upload, names="value")
         self.rank_slider.observe(self._on_rank, names="value")
         self.class_search.observe(self._on_search, names="value")
         self.opacity_slider.observe(self._on_display, names="value")
         self.threshold_slider.observe(self._on_display, names="value")
-        self.widget = widgets.VBox(
-            [
-                self.image_selector,
-                widgets.HBox([self.rank_slider, self.class_search]),
-                widgets.HBox([self.opacity_slider, self.threshold_slider]),
-                self.info,
-                self.image_widget,
-            ]
+        # Controls beside the picture: both fit a 1366 x 768 screen together.
+        controls = widgets.VBox(
+            [self.image_selector, self.rank_slider, self.class_search, self.opacity_slider,
+             self.threshold_slider, self.upload],
+            layout=widgets.Layout(width="330px", flex="0 0 auto"),
+        )
+        self.widget = widgets.HBox(
+            [controls, widgets.VBox([self.image_widget, self.info])],
+            layout=widgets.Layout(align_items="flex-start"),
         )
         self._show_class(self._class_id)
 
@@ -194,6 +267,51 @@ class CAMExplorer:
     def _on_image(self, change: dict) -> None:
         self._set_photo(int(change["new"]))
         self._select_rank(self.rank_slider.value)
+
+    def _on_upload(self, change: dict) -> None:
+        files = uploaded_files(change["new"])
+        for name, content in files:
+            try:
+                self.add_photo(content, name=name)
+            except (TypeError, ValueError) as error:  # shown in the widget, not in a log
+                self.upload_error = str(error)
+                self.info.value = f"could not use {name}: {error}"
+            else:
+                self.upload_error = ""
+        if files:
+            self._clear_upload()
+
+    def _clear_upload(self) -> None:
+        """Empty the upload button (8.x allows it; in 7.x the value is read-only and is replaced
+        by the next upload)."""
+        if isinstance(self.upload.value, tuple):
+            self.upload.value = ()
+
+    def add_photo(self, photo: Any, name: str | None = None) -> int:
+        """Add a photo (a path, the bytes of a file, or an RGB array ``(H, W, 3)``), run the
+        network on it once, and show it; returns its index in the image list.
+
+        The upload button calls it with the file's bytes and name. Raises what
+        :func:`helpers.load_image` raises for a file that is not a photo."""
+        image = photo if isinstance(photo, np.ndarray) else load_image(photo)
+        added = class_activation_maps(self._model, image, classes="all")
+        old = self.result
+        bias = None if old.bias is None else np.concatenate([old.bias, added.bias])
+        self.result = dataclasses.replace(
+            old,
+            low_res=np.concatenate([old.low_res, added.low_res]),
+            class_ids=np.concatenate([old.class_ids, added.class_ids]),
+            logits=np.concatenate([old.logits, added.logits]),
+            bias=bias, _maps=None, _probabilities=None,
+        )
+        self._order = np.argsort(-self.result.logits, axis=1, kind="stable")
+        self._photos.append(display_image(image))
+        index = len(self._photos) - 1
+        self._names.append(name.rsplit(".", 1)[0] if name else f"photo {index}")
+        self.image_selector.options = [(n, i) for i, n in enumerate(self._names)]
+        self.image_selector.layout.display = "flex"
+        self.image_selector.value = index  # shows it (through _on_image)
+        return index
 
     def _on_rank(self, change: dict) -> None:
         self._select_rank(int(change["new"]))
@@ -250,7 +368,10 @@ class CAMExplorer:
             self._box_artist.set_visible(True)
         probability = float(self.result.probabilities[index, class_id])
         title = f"{self.result.class_names[class_id]} ({class_id}), p = {probability:.2g}"
-        self._ax.set_title(title, fontsize=10)
+        lines = textwrap.wrap(title, _TITLE_CHARACTERS)
+        if len(lines) > 2:
+            lines = [lines[0], lines[1][: _TITLE_CHARACTERS - 1] + "…"]
+        self._title.set_text("\n".join(lines) if len(lines) == 2 else lines[0] + "\n")
         self.info.value = (
             f"{title}; rank {self.rank_of(class_id)} of {len(self._labels)}; "
             f"logit {self.result.logits[index, class_id]:.2f}"
@@ -271,8 +392,32 @@ class CAMExplorer:
 
     # -- display -------------------------------------------------------------------------------
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+    def fallback_html(self) -> str:
+        """What a front end without a live widget shows: the current picture and
+        :data:`KERNEL_GONE`."""
+        picture = base64.b64encode(bytes(self.image_widget.value)).decode("ascii")
+        width, height = self.picture_size
+        return (
+            f'<div class="gap-cam-explorer-fallback"><img src="data:image/jpeg;base64,{picture}" '
+            f'width="{width}" height="{height}" alt="{html.escape(self.info.value)}"/>'
+            f"<p><em>{html.escape(KERNEL_GONE)}</em></p></div>"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget view (ipywidgets 7.x and 8.x alike) plus a ``text/html`` fallback."""
+        widget = self.widget
+        bundle: dict[str, Any] = {}
+        if hasattr(widget, "_repr_mimebundle_"):  # ipywidgets 8
+            bundle.update(widget._repr_mimebundle_(**kwargs) or {})
+        elif widget._view_name is not None:  # ipywidgets 7: what its _ipython_display_ sends
+            bundle["application/vnd.jupyter.widget-view+json"] = {
+                "version_major": 2, "version_minor": 0, "model_id": widget._model_id,
+            }
+            widget._handle_displayed(**kwargs)
+        # What front ends without a live widget show: plain text, or the picture and the sentence.
+        bundle["text/plain"] = f"CAM explorer: {self.info.value}. {KERNEL_GONE}"
+        bundle["text/html"] = self.fallback_html()
+        return bundle
 
 
 def cam_explorer(
@@ -290,7 +435,12 @@ def cam_explorer(
     box reaches any class, an opacity slider fades the heat map, and a threshold slider draws a
     box around the largest region above that fraction of the map's maximum (the paper's
     localisation uses 20 %). The network runs once, here; moving a control only upsamples one
-    kept map and redraws.
+    kept map and redraws. An upload button adds your own photo (the network runs once more, on
+    it alone). Controls and picture sit side by side (about 850 × 420 pixels), and the picture is
+    sent at the size it is shown. Works with ipywidgets 7.7.x and 8.x.
+
+    When no kernel is behind it (a saved notebook), front ends that cannot render the live
+    widget show its ``text/html`` fallback: the current picture and :data:`KERNEL_GONE`.
 
     Parameters
     ----------
@@ -298,7 +448,9 @@ def cam_explorer(
         A :class:`helpers.Classifier` or a Keras model with a GAP → Dense head (as in
         :func:`helpers.class_activation_maps`).
     images
-        RGB photos: an array ``(B, H, W, 3)``, one ``(H, W, 3)`` image, or a list.
+        RGB photos: an array ``(B, H, W, 3)``, one ``(H, W, 3)`` image, a list, or a dict
+        ``{name: image}`` (:func:`helpers.sample_images`, :func:`helpers.load_images`; its keys
+        name the images unless ``image_names`` is given).
     top_k
         Range of the rank slider.
     image_names

@@ -67,3 +67,105 @@ def test_empty_containers_are_refused(empty, message):
 def test_bad_forms_are_refused_with_what_was_given(bad, error, message):
     with pytest.raises(error, match=message):
         as_images(bad)
+
+
+# -- load_image / load_images: files the tests write with Pillow ----------------------------------
+
+from PIL import Image  # noqa: E402
+
+from helpers.images import load_image, load_images  # noqa: E402
+
+RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
+                [[0, 0, 0], [128, 128, 128], [255, 255, 255]]], np.uint8)  # (2, 3, 3)
+
+
+def _check_rgb(array, shape):
+    assert isinstance(array, np.ndarray) and array.dtype == np.uint8 and array.shape == shape
+
+
+def test_png_jpeg_and_bytes_read_as_rgb_uint8(tmp_path):
+    Image.fromarray(RGB).save(tmp_path / "colours.png")
+    image = load_image(tmp_path / "colours.png")
+    _check_rgb(image, (2, 3, 3))
+    np.testing.assert_array_equal(image, RGB)  # PNG is lossless
+    assert np.array_equal(load_image(str(tmp_path / "colours.png")), RGB)  # a str path too
+    assert np.array_equal(load_image((tmp_path / "colours.png").read_bytes()), RGB)  # an upload
+    Image.fromarray(np.full((16, 20, 3), 200, np.uint8)).save(tmp_path / "flat.jpg", quality=95)
+    jpeg = load_image(tmp_path / "flat.jpg")
+    _check_rgb(jpeg, (16, 20, 3))
+    assert abs(int(jpeg.mean()) - 200) <= 2
+
+
+def test_grayscale_palette_rgba_and_16_bit_are_converted(tmp_path):
+    gray = np.array([[0, 100], [200, 255]], np.uint8)
+    Image.fromarray(gray, mode="L").save(tmp_path / "gray.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "gray.png"), np.repeat(gray[..., None], 3, -1))
+
+    Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE, colors=8).save(tmp_path / "pal.png")
+    assert Image.open(tmp_path / "pal.png").mode == "P"
+    np.testing.assert_array_equal(load_image(tmp_path / "pal.png"), RGB)  # 6 colours fit 8
+
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 255)  # opaque red
+    rgba[0, 1] = (0, 0, 0, 0)  # fully transparent: shown on white
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "alpha.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "alpha.png")[0], [[255, 0, 0], [255, 255, 255]])
+
+    deep = np.array([[0, 257 * 100], [257 * 200, 65535]], np.uint16)  # 257 * v maps back to v
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")  # really 16-bit on disk
+    np.testing.assert_array_equal(load_image(tmp_path / "deep.png")[..., 0], gray)  # scaled, not clipped
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    picture = Image.fromarray(np.zeros((10, 30, 3), np.uint8))  # stored landscape, 30 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": a phone held upright
+    picture.save(tmp_path / "phone.jpg", exif=exif)
+    assert Image.open(tmp_path / "phone.jpg").size == (30, 10)
+    _check_rgb(load_image(tmp_path / "phone.jpg"), (30, 10, 3))  # shown portrait
+
+
+def test_unreadable_and_missing_files_name_the_file(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff this is not really a JPEG")
+    with pytest.raises(ValueError, match=r"cannot read '.*broken\.jpg' as an image"):
+        load_image(broken)
+    with pytest.raises(ValueError, match="the uploaded bytes"):
+        load_image(b"not an image")
+    with pytest.raises(FileNotFoundError, match=r"no such image file: '.*missing\.png'"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(IsADirectoryError, match="load_images"):
+        load_image(tmp_path)
+    with pytest.raises(TypeError, match="path .* or the bytes"):
+        load_image(np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match=r"broken\.jpg"):  # in a folder too
+        load_images(tmp_path)
+
+
+def test_a_folder_gives_its_images_in_name_order(tmp_path):
+    for name, value in (("b_second.png", 20), ("a_first.jpg", 10), ("C_third.PNG", 30)):
+        Image.fromarray(np.full((4, 5, 3), value, np.uint8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub.png").mkdir()  # a folder, even with an image's name, is skipped
+    images = load_images(tmp_path)
+    assert list(images) == ["C_third", "a_first", "b_second"]  # name order, as sorted() gives
+    for image in images.values():
+        _check_rgb(image, (4, 5, 3))
+    listed = load_images([tmp_path / "b_second.png", str(tmp_path / "a_first.jpg")])
+    assert list(listed) == ["b_second", "a_first"]  # a list keeps its order
+    assert len(as_images(images)) == 3  # what classifiers and CAM functions take
+
+
+def test_empty_or_missing_folder_and_bad_lists_are_clear_errors(tmp_path):
+    (tmp_path / "readme.txt").write_text("no photos here")
+    with pytest.raises(ValueError, match=r"holds no image files"):
+        load_images(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_images(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="empty list"):
+        load_images([])
+    with pytest.raises(FileNotFoundError, match=r"gone\.png"):
+        load_images([tmp_path / "gone.png"])
+    with pytest.raises(TypeError, match="list of paths"):
+        load_images(3)

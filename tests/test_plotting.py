@@ -103,3 +103,16 @@ def test_display_image_scales():
     assert normalised.min() == 0.0 and normalised.max() == 1.0
     with pytest.raises(ValueError, match="shape"):
         plotting.display_image(np.zeros((2, 2, 5)))
+
+
+def test_signed_maps_mark_zero_on_the_colour_bar():
+    photo = np.zeros((20, 30, 3), np.uint8)
+    signed = np.linspace(-2.0, 5.0, 49, dtype=np.float32).reshape(7, 7)
+    ax = plotting.show_cam(photo, signed)
+    bar_axes = ax.figure.axes[-1]
+    lines = [line for line in bar_axes.lines if np.allclose(line.get_ydata(), 0.0)]
+    assert lines, "no line at zero on the colour bar of a signed map"
+    assert 0.0 in [float(t) for t in bar_axes.get_yticks()]
+    positive = plotting.show_cam(photo, signed + 3.0)  # all positive: nothing to mark
+    assert not positive.figure.axes[-1].lines
+    plt.close("all")

@@ -106,3 +106,107 @@ def test_one_image_and_bad_arguments(lite0, samples):
         cam_explorer(lite0, samples["coffee"], opacity=1.5)
     with pytest.raises(ValueError, match="2 image names for 1 images"):
         cam_explorer(lite0, samples["coffee"], image_names=["a", "b"])
+
+
+# -- ipywidgets 7.7 and 8, the upload, the display bundle, the size ------------------------------
+# This file runs under both: `make test` (the venv's ipywidgets 8) and `make test-widgets7`
+# (ipywidgets 7.7.1 laid over the same venv).
+
+import base64  # noqa: E402
+import io  # noqa: E402
+import re  # noqa: E402
+
+import ipywidgets  # noqa: E402
+from PIL import Image as PILImage  # noqa: E402
+
+from helpers.widgets import KERNEL_GONE, uploaded_files  # noqa: E402
+
+IPYWIDGETS_MAJOR = int(ipywidgets.__version__.split(".")[0])
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _png_bytes(image):
+    buffer = io.BytesIO()
+    PILImage.fromarray(image).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _pick_file(upload, name, content):
+    """Do what the front end does when the reader picks one file, in this ipywidgets."""
+    if IPYWIDGETS_MAJOR >= 8:  # the browser sends the value; the kernel deserialises it
+        upload.set_state({"value": [{"name": name, "type": "image/png", "size": len(content),
+                                     "content": memoryview(content), "last_modified": 0}]})
+    else:  # 7.x: the browser sends metadata and data, then a counter that builds the value
+        upload.set_state({"metadata": [{"name": name, "type": "image/png", "size": len(content),
+                                        "lastModified": 0}], "data": [memoryview(content)]})
+        upload.set_state({"_counter": upload._counter + 1})
+
+
+def test_uploaded_files_reads_both_shapes():
+    content = b"\x89PNG..."
+    seven = {"a.png": {"metadata": {"name": "a.png"}, "content": content}}
+    eight = ({"name": "a.png", "content": memoryview(content)},)
+    assert uploaded_files(seven) == uploaded_files(eight) == [("a.png", content)]
+    assert uploaded_files(()) == uploaded_files({}) == []
+
+
+def test_an_upload_joins_the_list_and_runs_the_network_once(explorer, samples, network_calls):
+    assert isinstance(explorer.upload, ipywidgets.FileUpload)
+    _pick_file(explorer.upload, "my coffee.png", _png_bytes(samples["coffee"]))
+    assert len(network_calls) == 2  # built, then the one upload
+    assert explorer.result.low_res.shape == (3, 1000, 7, 7)
+    assert [label for label, _ in explorer.image_selector.options] == [
+        "chelsea", "astronaut", "my coffee"]
+    assert explorer.image_index == 2 and explorer.class_id == 967  # espresso, shown at once
+    assert explorer.image_selector.layout.display != "none"
+    explorer.image_selector.value = 0  # the others are still there, and need no network
+    assert explorer.class_id == 285
+    assert len(network_calls) == 2
+
+
+def test_an_unreadable_upload_is_reported_in_the_widget(explorer, network_calls):
+    _pick_file(explorer.upload, "notes.png", b"not a picture")
+    assert "notes.png" in explorer.info.value and "cannot read" in explorer.upload_error
+    assert len(explorer.image_selector.options) == 2 and len(network_calls) == 1
+
+
+def test_display_bundle_has_the_widget_and_a_picture_for_no_kernel(explorer):
+    bundle = explorer._repr_mimebundle_()
+    assert bundle[WIDGET_VIEW]["model_id"] == explorer.widget.model_id
+    fallback = bundle["text/html"]
+    assert KERNEL_GONE in fallback
+    assert KERNEL_GONE == ("The kernel behind this explorer is not running: rerun the cell to "
+                           "move the sliders again.")
+    picture = re.search(r'<img src="data:image/jpeg;base64,([^"]+)"', fallback).group(1)
+    assert base64.b64decode(picture) == bytes(explorer.image_widget.value)  # the current picture
+
+
+def test_the_picture_is_sent_at_the_size_it_is_shown(explorer):
+    width, height = explorer.picture_size
+    assert PILImage.open(io.BytesIO(bytes(explorer.image_widget.value))).size == (width, height)
+    assert explorer.image_widget.layout.width == f"{width}px"
+    assert explorer.image_widget.layout.height == f"{height}px"
+    # Controls (330 px) beside the picture fit a 1366 x 768 screen with room for the page.
+    assert 330 + width <= 1000 and height <= 450
+
+
+def test_titles_are_wrapped_not_clipped(explorer):
+    explorer.image_selector.value = 1  # the square astronaut
+    explorer.class_search.value = explorer._labels[
+        max(range(1000), key=lambda i: len(explorer.result.class_names[i]))]  # the longest name
+    explorer._canvas.draw()
+    renderer = explorer._canvas.get_renderer()
+    title_box = explorer._title.get_window_extent(renderer)
+    width, height = explorer.picture_size
+    assert 0 <= title_box.x0 and title_box.x1 <= width and title_box.y1 <= height
+    axes_box = explorer._ax.get_window_extent(renderer)
+    assert title_box.y0 >= axes_box.y1 - 1  # above the photo, not over it
+
+
+def test_ipython_displays_the_widget_and_the_fallback(explorer):
+    """What a notebook does with the cell's last expression (the 7.x AttributeError was here)."""
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(explorer)
+    assert data[WIDGET_VIEW]["model_id"] == explorer.widget.model_id
+    assert KERNEL_GONE in data["text/html"] and data["text/plain"].startswith("CAM explorer")
