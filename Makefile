@@ -109,7 +109,8 @@ test-notebooks: setup
 execute-notebooks: setup
 	cd notebooks && for nb in [0-9][0-9]_*.ipynb; do \
 	  env -u MPLBACKEND GAPCAM_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
+	    --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.store_widget_state=False \
+	    "$$nb" || exit 1; done
 
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt

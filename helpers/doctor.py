@@ -251,7 +251,7 @@ def check_widgets(search_paths: Sequence[Path] | None = None) -> CheckResult:
         import ipywidgets
     except Exception as error:  # noqa: BLE001
         return CheckResult(False, f"ipywidgets does not import: {error}",
-                           _fix_install("ipywidgets>=8.1,<9"))
+                           _fix_install("ipywidgets>=7.7,<9"))
     kernel_version = ipywidgets.__version__
     try:
         paths = list(search_paths) if search_paths is not None else _labextension_paths()
