@@ -48,3 +48,39 @@ def test_smoke_run_writes_every_score(protocols, tmp_path):
                 assert 0.0 <= scores[key] <= 1.0, key
             assert scores["median_box_over_true_area"] > 0
     assert report["command"].endswith("--smoke --output " + str(output))
+
+
+@pytest.fixture(scope="module")
+def seeds06():
+    spec = importlib.util.spec_from_file_location(
+        "notebook06_seeds", ROOT / "experiments/notebook06_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebook06_run_is_the_notebooks_recipe(seeds06):
+    notebook = json.loads((ROOT / "notebooks/06_which_map_to_trust.ipynb").read_text())
+    source = " ".join("\n".join("".join(cell["source"]) for cell in notebook["cells"]
+                                if cell["cell_type"] == "code").split())
+    train_seed, test_seed, head_seed = seeds06.RUNS["notebook"]
+    assert (f'make_photo_composites({seeds06.TRAIN_SIZE}, split="train", seed={train_seed})'
+            in source)
+    assert f'make_photo_composites({seeds06.TEST_SIZE}, split="test", seed={test_seed})' in source
+    assert f"len(train.class_names), seed={head_seed})" in source
+    assert seeds06.LEARNING_RATE == 1e-3
+    assert (f"epochs={seeds06.EPOCHS}, batch_size={seeds06.BATCH_SIZE}, "
+            f"learning_rate=1e-3, seed={head_seed})") in source
+    assert "np.exp(-((grid_y - 3) ** 2 + (grid_x - 3) ** 2) / (2 * 1.75**2))" in source
+
+
+def test_notebook06_smoke_run_writes_every_score(seeds06, tmp_path):
+    output = tmp_path / "seeds.json"
+    report = seeds06.main(["--smoke", "--output", str(output)])
+    assert json.loads(output.read_text()) == json.loads(json.dumps(report, default=float))
+    assert list(report["runs"]) == ["notebook", "seeds 11/12/1"]
+    for entry in report["runs"].values():
+        assert set(entry["methods"]) == {"CAM", "Grad-CAM++", "centred Gaussian"}
+        for scores in entry["methods"].values():
+            for key in ("gt_known", "max_box_acc", "pointing"):
+                assert 0.0 <= scores[key] <= 1.0, key
