@@ -21,6 +21,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+BROWSER_STAMP := $(VENV)/.browser-installed
 # Unit tests of the CAM engine, run a second time with the JAX backend by `make test`.
 JAX_TESTS := tests/test_cam.py tests/test_engine.py tests/test_methods.py tests/test_engine_graph.py tests/test_localization_models.py \
   tests/test_models.py tests/test_localization.py tests/test_benchmarks.py
@@ -126,6 +127,29 @@ bench: setup $(BENCH_STAMP)
 	GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/bench_cam.py --wait-for-quiet $(BENCH_WAIT)
 	env -u KERAS_BACKEND GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/time_notebooks.py \
 	  --wait-for-quiet $(BENCH_WAIT)
+
+$(BROWSER_STAMP): requirements-browser.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-browser.txt
+	touch $@
+
+# Notebook 03's explorer in JupyterLab + Chromium, driven by Playwright (tests/browser/): runs all
+# cells, moves the class slider with key presses, checks that the picture changes, records the
+# input-to-picture latency (benchmarks/results/browser_explorer.json, never asserted), restarts
+# the kernel and checks what the page shows. Uses the system's Chromium (CHROMIUM=path to choose
+# one); as root, installs Debian's when it is missing.
+CHROMIUM ?= $(firstword $(foreach candidate,chromium chromium-browser,$(shell command -v $(candidate) 2>/dev/null)))
+test-browser: setup $(BROWSER_STAMP)
+ifeq ($(strip $(CHROMIUM)),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	  echo "no Chromium: installing Debian's (apt-get install chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "make test-browser needs Chromium, and none was found on PATH. Install it:" \
+	  "sudo apt-get install chromium (Debian; Ubuntu: sudo snap install chromium)," \
+	  "or pass CHROMIUM=/path/to/chromium"; exit 1; fi
+endif
+	env -u MPLBACKEND GAPCAM_OFFLINE=1 GAPCAM_BROWSER_TEST=1 \
+	  CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium))" \
+	  $(BIN)/python -m pytest tests/browser -p no:cacheprovider -s
 
 # A wheel for everything in requirements.txt and for this project (with the setuptools that
 # builds its editable install), for this machine's OS, CPU and Python minor version only.
