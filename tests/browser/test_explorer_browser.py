@@ -106,7 +106,24 @@ def jupyterlab(tmp_path_factory):
     """A JupyterLab server on 127.0.0.1 serving a copy of notebook 03; yields its base URL and
     token."""
     folder = tmp_path_factory.mktemp("lab")
-    shutil.copy(NOTEBOOK, folder / NOTEBOOK.name)
+    # Without the committed outputs, so that a numbered prompt means "ran in this browser".
+    notebook = json.loads(NOTEBOOK.read_text())
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    (folder / NOTEBOOK.name).write_text(json.dumps(notebook, indent=1))
+    # User settings of this server only: start the notebook's kernel without asking, render
+    # every cell (JupyterLab 4 skips the cells out of view by default, the explorer among them),
+    # and fetch no news.
+    settings = folder / ".lab-settings" / "@jupyterlab"
+    for extension, plugin, values in [
+        ("notebook-extension", "tracker", {"autoStartDefaultKernel": True,
+                                           "windowingMode": "none"}),
+        ("apputils-extension", "notification", {"fetchNews": "false",
+                                                "checkForUpdates": False}),
+    ]:
+        (settings / extension).mkdir(parents=True, exist_ok=True)
+        (settings / extension / f"{plugin}.jupyterlab-settings").write_text(json.dumps(values))
     port, token = free_port(), uuid.uuid4().hex
     env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
     env.update(GAPCAM_OFFLINE="1", JUPYTER_CONFIG_DIR=str(folder / ".jupyter-config"),
