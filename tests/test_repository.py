@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -150,3 +152,82 @@ def test_no_public_module_imports_another_modules_private_names():
             if match and re.search(r"(^|[\s,(])_\w", match.group(2)):
                 offenders.append(f"{path.name}: {line.strip()}")
     assert offenders == []
+
+
+def _launch_links():
+    spec = importlib.util.spec_from_file_location("launch_links", ROOT / "docs/launch_links.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_launch_links_are_built_from_the_one_repository_url():
+    launch_links = _launch_links()
+    readme = (ROOT / "README.md").read_text()
+    assert launch_links.repository_url() == _repository_url()
+    assert launch_links.readme_table(readme) == launch_links.table(), (
+        "README.md's launch links are stale: run python docs/launch_links.py --write")
+
+
+def test_every_launch_link_points_at_a_notebook_that_exists():
+    """Every Colab and Binder link in README.md (wherever it is) names this repository, and a
+    notebook of the series that exists; every notebook has one of each."""
+    readme = (ROOT / "README.md").read_text()
+    owner_name = re.escape(_repository_url().removeprefix("https://github.com/"))
+    colab = re.findall(rf"https://colab\.research\.google\.com/github/([^)\s]+)", readme)
+    binder = re.findall(r"https://mybinder\.org/v2/gh/([^)\s]+)", readme)
+    colab_paths, binder_paths = [], []
+    for link in colab:
+        match = re.fullmatch(rf"{owner_name}/blob/[^/]+/(notebooks/[^/?#]+\.ipynb)", link)
+        assert match, f"Colab link not to a notebook of {_repository_url()}: {link}"
+        colab_paths.append(match.group(1))
+    for link in binder:
+        match = re.fullmatch(rf"{owner_name}/[^/?]+\?labpath=(notebooks%2F[^&#]+\.ipynb)", link)
+        assert match, f"Binder link not to a notebook of {_repository_url()}: {link}"
+        binder_paths.append(unquote(match.group(1)))
+    expected = sorted(path.relative_to(ROOT).as_posix() for path in NOTEBOOKS)
+    for path in colab_paths + binder_paths:
+        assert (ROOT / path).is_file(), f"a launch link points at {path}, which does not exist"
+    assert sorted(set(colab_paths)) == expected and sorted(set(binder_paths)) == expected
+
+
+def test_launch_links_follow_the_url():
+    launch_links = _launch_links()
+    notebook = Path("notebooks/01_x.ipynb")
+    url = "https://github.com/someone/elsewhere"
+    assert launch_links.colab_link(notebook, url) == (
+        "https://colab.research.google.com/github/someone/elsewhere/blob/main/notebooks/01_x.ipynb")
+    assert launch_links.binder_link(notebook, url) == (
+        "https://mybinder.org/v2/gh/someone/elsewhere/main?labpath=notebooks%2F01_x.ipynb")
+
+
+def _requires_python() -> tuple[str, str]:
+    text = (ROOT / "pyproject.toml").read_text()
+    low, high = re.search(r'^requires-python\s*=\s*">=(3\.\d+),<3\.(\d+)"', text, re.M).groups()
+    return low, f"3.{int(high) - 1}"
+
+
+def test_make_tests_both_ends_of_requires_python():
+    """make test-lowest runs on the lowest Python requires-python allows, test-highest on the
+    highest, and the venv check of make lab accepts the same range."""
+    makefile = (ROOT / "Makefile").read_text()
+    low, high = _requires_python()
+    assert re.search(rf"^LOWEST_PY\s*\?=\s*{re.escape(low)}$", makefile, re.M)
+    assert re.search(rf"^HIGHEST_PY\s*\?=\s*{re.escape(high)}$", makefile, re.M)
+    as_tuple = lambda version: "(%s, %s)" % tuple(version.split("."))  # noqa: E731
+    assert f"{as_tuple(low)} <= v <= {as_tuple(high)}" in makefile
+    assert f"Python {low}-{high} is needed" in makefile
+
+
+def test_make_lab_registers_no_kernel_the_notebooks_do_not_use():
+    """The notebooks name the "python3" kernel (Colab and Binder know only that one), which
+    JupyterLab from the venv provides; make lab must not add a second one to the launcher."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "kernelspec install" not in makefile and "ipykernel install" not in makefile
+
+
+def test_ci_runs_the_browser_test_after_make_test():
+    steps = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()
+             if line.strip().startswith("make ")]
+    assert steps == ["make test", "make test-widgets7", "make test-browser",
+                     "make test-wheelhouse"], steps

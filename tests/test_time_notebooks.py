@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -65,6 +67,24 @@ def test_two_rounds_of_a_small_notebook(time_notebooks, tmp_path, monkeypatch, s
     assert goals["cells_met"] == (report["slowest_cell_seconds"] <= goals["cell_seconds"])
     assert report["repeats"] == 2 and len(report["load_average"]["start"]) == 3
     assert "--repeats 2" in report["command"]
+    # Memory: the kernel's high-water mark, read after every cell (Linux only), never falls
+    # from one cell to the next, and the notebook's peak is that of its last cell.
+    if sys.platform.startswith("linux"):
+        assert 10 < result["peak_mib"] == max(result["peak_mib_per_round"]) < 100_000
+        peaks = [cell["peak_mib"] for cell in result["cells"]]
+        assert peaks == sorted(peaks) and peaks[-1] == result["peak_mib"]
+        assert result["peak_cell"] in {1, 2}
+        assert all(0 < cell["rss_mib"] <= cell["peak_mib"] for cell in result["cells"])
+        assert report["peak_mib"] == result["peak_mib"]
+        assert goals["memory_met"] == (report["peak_mib"] <= goals["peak_mib"])
+
+
+def test_process_memory_reads_this_process_and_refuses_what_it_cannot(time_notebooks):
+    if sys.platform.startswith("linux"):
+        memory = time_notebooks.process_memory(os.getpid())
+        assert 0 < memory["rss_mib"] <= memory["peak_mib"]
+    assert time_notebooks.process_memory(None) is None
+    assert time_notebooks.process_memory(2**22 + 12345) is None  # above Linux's pid_max
 
 
 def test_bad_arguments_are_refused_with_a_reason(time_notebooks, tmp_path, capsys):
