@@ -556,3 +556,28 @@ def test_upsample_maps():
     np.testing.assert_allclose(up.mean(), low.mean(), rtol=1e-5)  # bilinear x2 keeps the mean
     with pytest.raises(ValueError, match="positive"):
         cam.upsample_maps(low, (0, 10))
+
+
+def test_normalize_cam_of_extreme_finite_values_is_finite():
+    """max - min of finite float32 maps can overflow float32 (issue 13): still no NaN."""
+    shown = cam.normalize_cam(np.array([[-3e38, 3e38], [0.0, 0.0]], dtype=np.float32))
+    assert np.all(np.isfinite(shown))
+    np.testing.assert_allclose(shown, [[0.0, 1.0], [0.5, 0.5]], atol=1e-6)
+
+
+def test_a_single_logit_sigmoid_head_gets_sigmoid_probabilities():
+    """A softmax over one logit is always 1 (issue 13): a Dense(1, "sigmoid") head's
+    probabilities are the sigmoid of its logit, and so are a multi-label sigmoid head's."""
+    keras.utils.set_random_seed(3)
+    images = _random_images((3, 16, 16, 3), seed=8)
+    for units in (1, 4):
+        model = keras.Sequential([
+            keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(units, activation="sigmoid"),
+        ])
+        result = cam.class_activation_maps(model, images, classes="all")
+        outputs = keras.ops.convert_to_numpy(model(images, training=False))
+        np.testing.assert_allclose(result.probabilities, outputs, atol=1e-6)
+        assert result.output_activation == "sigmoid"
+        if units == 1:
+            assert not np.allclose(result.class_probabilities, 1.0)
