@@ -102,6 +102,9 @@ class CAMExplorer:
         ``ipywidgets.Image`` showing the rendered figure (JPEG), at :attr:`picture_size`.
     picture_size
         ``(width, height)`` in pixels of the picture, rendered and shown at that size.
+    kernel_hint
+        A line under the picture, always shown: if the sliders stop changing the picture (after
+        a kernel restart the front end keeps them, and they still move), rerun the cell.
     widget
         The whole UI (``ipywidgets.HBox``: the controls beside the picture).
     last_update_seconds
@@ -190,6 +193,13 @@ class CAMExplorer:
             style=label_style, layout=control(),
         )
         self.info = widgets.Label(layout=widgets.Layout(width=f"{width}px"))
+        # Always shown: after a kernel restart the front end keeps the sliders, and they move,
+        # but nothing answers them; this is the only word a reader then sees.
+        self.kernel_hint = widgets.HTML(
+            f'<span style="color: #666; font-size: 85%">If the sliders stop changing the picture: '
+            f"{html.escape(KERNEL_GONE[0].lower() + KERNEL_GONE[1:])}</span>",
+            layout=widgets.Layout(width=f"{width}px"),
+        )
         self.image_widget = widgets.Image(
             format="jpeg", width=str(width), height=str(height),
             layout=widgets.Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto"),
@@ -230,7 +240,7 @@ class CAMExplorer:
             layout=widgets.Layout(width="330px", flex="0 0 auto"),
         )
         self.widget = widgets.HBox(
-            [controls, widgets.VBox([self.image_widget, self.info])],
+            [controls, widgets.VBox([self.image_widget, self.info, self.kernel_hint])],
             layout=widgets.Layout(align_items="flex-start"),
         )
         self._show_class(self._class_id)

@@ -210,3 +210,19 @@ def test_ipython_displays_the_widget_and_the_fallback(explorer):
     data, _ = DisplayFormatter().format(explorer)
     assert data[WIDGET_VIEW]["model_id"] == explorer.widget.model_id
     assert KERNEL_GONE in data["text/html"] and data["text/plain"].startswith("CAM explorer")
+
+
+def test_the_explorer_always_says_what_to_do_when_its_kernel_is_gone(explorer):
+    """After a kernel restart the front end keeps the sliders and they still move; the line under
+    the picture is what tells the reader to rerun the cell."""
+    from helpers.widgets import KERNEL_GONE
+
+    def texts(widget):
+        yield getattr(widget, "value", "") if isinstance(getattr(widget, "value", ""), str) else ""
+        for child in getattr(widget, "children", ()):
+            yield from texts(child)
+
+    shown = " ".join(texts(explorer.widget))
+    assert "rerun the cell to move the sliders again" in shown
+    assert explorer.kernel_hint in explorer.widget.children[1].children
+    assert KERNEL_GONE.split(": ")[1] in shown
