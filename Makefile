@@ -24,7 +24,8 @@ BENCH_STAMP := $(VENV)/.bench-installed
 BROWSER_STAMP := $(VENV)/.browser-installed
 # Unit tests of the CAM engine, run a second time with the JAX backend by `make test`.
 JAX_TESTS := tests/test_cam.py tests/test_engine.py tests/test_methods.py tests/test_engine_graph.py tests/test_localization_models.py \
-  tests/test_models.py tests/test_localization.py tests/test_benchmarks.py
+  tests/test_models.py tests/test_localization.py tests/test_benchmarks.py tests/test_trust.py \
+  tests/test_transfer.py
 # `make bench` first waits (up to this many seconds) for a 1-minute load average below 0.7.
 BENCH_WAIT ?= 600
 # Offline installs: WHEELHOUSE=path makes the set-up install from that folder only.
