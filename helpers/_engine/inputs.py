@@ -27,11 +27,10 @@ def prepare_images(model: Any, images: Any) -> np.ndarray:
     resized to the model's input size (values not clipped: they may be preprocessed already).
     """
     if hasattr(model, "preprocess") and isinstance(getattr(model, "model", None), keras.Model):
-        batch = np.asarray(model.preprocess(images), dtype=np.float32)
-    else:
-        keras_model = keras_model_of(model)
-        expected = tuple(keras_model.inputs[0].shape[1:]) if graph_endpoints(keras_model) else None
-        batch = _bare_batch(as_images(images), expected, keras_model.name)
+        return np.asarray(model.preprocess(images), dtype=np.float32)  # it refuses NaN itself
+    keras_model = keras_model_of(model)
+    expected = tuple(keras_model.inputs[0].shape[1:]) if graph_endpoints(keras_model) else None
+    batch = _bare_batch(as_images(images), expected, keras_model.name)
     if not np.all(np.isfinite(batch)):
         raise ValueError("images contain NaN or infinite values")
     return batch
