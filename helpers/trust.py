@@ -29,6 +29,9 @@ from helpers.models import Classifier, resize_image, to_rgb_batch
 
 __all__ = ["FaithfulnessCurves", "deletion_insertion", "randomize_layers"]
 
+#: Images per forward pass of the curves (a batch's activations, not its images, fill memory).
+FORWARD_BATCH = 14
+
 #: Initializer attribute of a layer for each of its variables, by the variable's attribute name.
 _INITIALIZERS = {
     "kernel": ("kernel_initializer", "depthwise_initializer"),
@@ -160,7 +163,7 @@ def deletion_insertion(
     **insertion** copies them into a blurred version of the image (a Gaussian blur of
     ``blur_sigma`` pixels, as RISE does); the class probability (softmax of the logits) is
     recorded at every step, the unchanged image included. All ``B × 2 × (steps + 1)`` images go
-    through the compiled network in batches.
+    through the compiled network in batches of :data:`FORWARD_BATCH`.
 
     Parameters
     ----------
@@ -223,8 +226,10 @@ def deletion_insertion(
                 chosen = order[b, :count]
                 step[chosen] = source[chosen]
                 variants.append(step.reshape(height, width, 3))
-        logits = keras.ops.convert_to_numpy(
-            forward(classifier.normalize(np.stack(variants)).astype(np.float32)))
+        logits = np.concatenate([
+            keras.ops.convert_to_numpy(forward(classifier.normalize(
+                np.stack(variants[start:start + FORWARD_BATCH])).astype(np.float32)))
+            for start in range(0, len(variants), FORWARD_BATCH)])
         logits = logits - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         tracked = probabilities[:, class_ids[b]]

@@ -36,6 +36,8 @@ __all__ = ["GRADIENT_INPUTS", "Plan", "check_precision", "masked_logits", "progr
 
 #: Method inputs computed by automatic differentiation.
 GRADIENT_INPUTS = ("gradients", "pooled_gradients")
+#: Most masked images per forward pass of Score-CAM (its batches are full-size network passes).
+MASK_BATCH = 16
 #: Most float32 values of per-position gradients (``B × K × h × w × k``) in one chunk (256 MiB).
 GRADIENT_VALUES = 1 << 26
 #: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
@@ -207,7 +209,7 @@ def masked_logits(head: CAMHead, model: Any, batch: np.ndarray, features: Any,
                   precision: str) -> np.ndarray:
     """``(B, k, C)``: for each image and each channel ``k`` of ``features`` ``(B, h, w, k)``, the
     logits of the image masked by that channel's normalised, upsampled map. One forward pass per
-    channel, in batches of at most :data:`CHUNK_INPUT_VALUES` input values."""
+    channel, in batches of at most :data:`MASK_BATCH` images."""
     keras_model = keras_model_of(model)
     layers = all_layers(inference_model(head.feature_model))
     program = cached(keras_model, ("masked", head, precision), lambda: compile_function(
@@ -216,7 +218,7 @@ def masked_logits(head: CAMHead, model: Any, batch: np.ndarray, features: Any,
         [((1, *batch.shape[1:]), "float32"), ((None, *tuple(features.shape[1:3])), "float32")],
     ))
     maps = np.moveaxis(np.asarray(keras.ops.convert_to_numpy(features)), -1, 1)  # (B, k, h, w)
-    step = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:])))
+    step = max(1, min(MASK_BATCH, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:]))))
     out = np.empty((*maps.shape[:2], head.num_classes), dtype=np.float32)
     for b in range(len(batch)):
         for start in range(0, maps.shape[1], step):
