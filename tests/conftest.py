@@ -10,7 +10,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GAPCAM_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_script(relative_path: str):
+    """A script of the repository (benchmarks/, experiments/, docs/) imported as a module."""
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("benchmarks/bench_cam.py")``: a repository script as a module."""
+    return _load_script
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def bench_cam():
-    spec = importlib.util.spec_from_file_location("bench_cam", ROOT / "benchmarks/bench_cam.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_cam(load_script):
+    return load_script("benchmarks/bench_cam.py")
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def protocols():
-    spec = importlib.util.spec_from_file_location(
-        "notebook04_protocols", ROOT / "experiments/notebook04_protocols.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def protocols(load_script):
+    return load_script("experiments/notebook04_protocols.py")
 
 
 def test_its_notebook_run_is_the_notebooks_protocol(protocols):
@@ -51,12 +47,8 @@ def test_smoke_run_writes_every_score(protocols, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def seeds06():
-    spec = importlib.util.spec_from_file_location(
-        "notebook06_seeds", ROOT / "experiments/notebook06_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def seeds06(load_script):
+    return load_script("experiments/notebook06_seeds.py")
 
 
 def test_notebook06_run_is_the_notebooks_recipe(seeds06):

@@ -11,16 +11,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def time_notebooks():
-    spec = importlib.util.spec_from_file_location(
-        "time_notebooks", ROOT / "benchmarks/time_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def time_notebooks(load_script):
+    return load_script("benchmarks/time_notebooks.py")
 
 
 @pytest.mark.parametrize("slow_import", [

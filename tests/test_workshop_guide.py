@@ -15,12 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def workshop_table():
-    spec = importlib.util.spec_from_file_location(
-        "workshop_table", ROOT / "benchmarks/workshop_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def workshop_table(load_script):
+    return load_script("benchmarks/workshop_table.py")
 
 
 def test_the_guides_table_agrees_with_the_committed_timings(workshop_table, capsys):
@@ -45,13 +41,10 @@ def test_a_guide_without_markers_is_refused(workshop_table):
         workshop_table.replace_table("no markers here", "table")
 
 
-def test_the_timings_cover_every_notebook_and_its_current_sections():
+def test_the_timings_cover_every_notebook_and_its_current_sections(load_script):
     """The committed timings name the notebooks and `##` sections that exist now (a renamed or
     added section means: re-time, regenerate)."""
-    spec = importlib.util.spec_from_file_location(
-        "time_notebooks", ROOT / "benchmarks/time_notebooks.py")
-    time_notebooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(time_notebooks)
+    time_notebooks = load_script("benchmarks/time_notebooks.py")
     import nbformat
 
     report = json.loads((ROOT / "docs/workshop_timings.json").read_text())
