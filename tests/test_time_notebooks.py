@@ -11,8 +11,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-
-
 @pytest.fixture(scope="module")
 def time_notebooks(load_script):
     return load_script("benchmarks/time_notebooks.py")
