@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+
 @pytest.fixture(scope="module")
 def time_notebooks(load_script):
     return load_script("benchmarks/time_notebooks.py")
