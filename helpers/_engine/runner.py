@@ -28,7 +28,7 @@ from helpers._engine.compile import (
 )
 from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
-from helpers._engine.inputs import Classes, class_names, prepare_images, resolve_classes
+from helpers._engine.inputs import Classes, Images, class_names, image_source, resolve_classes
 from helpers.maps import CAMResult
 
 __all__ = ["GRADIENT_INPUTS", "Plan", "check_precision", "masked_logits", "programs", "run",
@@ -42,10 +42,11 @@ MASK_BATCH = 16
 GRADIENT_VALUES = 1 << 26
 #: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
 UPSAMPLE_LIMIT = 1 << 28
-#: Images go through the network in chunks of at most this many input values (32 MiB: 55 photos
-#: at 224 × 224), split evenly: smaller chunks cost speed (25 % on EfficientNet-Lite0 here at 13
-#: photos a chunk, measured), larger ones memory (a batch's activations fill it, not its input).
-CHUNK_INPUT_VALUES = 1 << 23
+#: Images go through the network in chunks of at most this many input values (16 photos at
+#: 224 × 224), split evenly. A batch's activations, not its input, fill memory, and TensorFlow's
+#: CPU allocator keeps the largest it has needed: 55 photos a chunk left notebook 05's kernel
+#: 300 MiB larger than 16 (Binder gives a session 1-2 GB). README "Performance" has the speed.
+CHUNK_INPUT_VALUES = 16 * 224 * 224 * 3
 
 
 @dataclass(frozen=True)
@@ -251,10 +252,10 @@ def _class_ids(chosen: Classes, outputs: dict[str, np.ndarray], batch: int) -> n
     return outputs["class_ids"].astype(np.int64)
 
 
-def _chunk(method: Any, head: CAMHead, batch: np.ndarray, count: int) -> int:
+def _chunk(method: Any, head: CAMHead, batch: Images, count: int) -> int:
     """Images per network call: bounded by the input's size, and for per-position gradients by
     ``B × K × h × w × k``; ValueError if one image's gradients alone exceed four chunks."""
-    chunk = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:])))
+    chunk = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape)))
     chunk = -(-len(batch) // -(-len(batch) // chunk))  # the same number of chunks, evened out
     if "gradients" not in method.inputs:
         return chunk
@@ -283,8 +284,8 @@ def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | 
         )
     precision = check_precision(dtype)
     head = find_head(model, layer, pooling=method.pooling_head)
-    batch = prepare_images(model, images)
-    count, size = int(batch.shape[0]), (int(batch.shape[1]), int(batch.shape[2]))
+    batch = image_source(model, images)  # checked now, preprocessed a chunk at a time
+    count, size = len(batch), (int(batch.shape[0]), int(batch.shape[1]))
     chosen = resolve_classes(classes, top_k, count, head.num_classes)
     _check_upsample(upsample, count, chosen.count, size)
     plan = Plan(chosen.kind, chosen.count, size if upsample else None, precision)
