@@ -30,7 +30,7 @@ from helpers.models import Classifier, resize_image, to_rgb_batch
 __all__ = ["FaithfulnessCurves", "deletion_insertion", "randomize_layers"]
 
 #: Images per forward pass of the curves (a batch's activations, not its images, fill memory).
-FORWARD_BATCH = 14
+FORWARD_BATCH = 16
 
 #: Initializer attribute of a layer for each of its variables, by the variable's attribute name.
 _INITIALIZERS = {
@@ -98,10 +98,11 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterat
     try:
         for index, name in enumerate(layers):
             layer = known[name]
+            weights = {id(weight) for weight in layer.weights}
             for attribute in _INITIALIZERS:
                 variable = getattr(layer, attribute, None)
-                if not isinstance(variable, keras.Variable):
-                    continue
+                if id(variable) not in weights:  # not one of its variables (not isinstance:
+                    continue  # on Keras 3.6 a layer's variables are not keras.Variable)
                 saved.append((variable, keras.ops.convert_to_numpy(variable)))
                 variable.assign(_fresh_value(layer, attribute, tuple(variable.shape),
                                              seed + index))
