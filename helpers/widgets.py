@@ -423,7 +423,9 @@ class CAMExplorer:
             bundle["application/vnd.jupyter.widget-view+json"] = {
                 "version_major": 2, "version_minor": 0, "model_id": widget._model_id,
             }
-            widget._handle_displayed(**kwargs)
+            # Not **kwargs: IPython passes include= and exclude=, which the callbacks of 7.x
+            # (Box._fire_children_displayed) do not take; the kernel showed a TypeError.
+            widget._handle_displayed()
         # What front ends without a live widget show: plain text, or the picture and the sentence.
         bundle["text/plain"] = f"CAM explorer: {self.info.value}. {KERNEL_GONE}"
         bundle["text/html"] = self.fallback_html()
