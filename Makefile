@@ -56,6 +56,7 @@ help:
 	@echo "make wheelhouse - wheels for an offline workshop install: make lab WHEELHOUSE=wheelhouse"
 	@echo "make doctor - pre-flight check: one green/red line per item, exit status 1 if any is red"
 	@echo "make test-browser - notebook 03's explorer in JupyterLab + Chromium (Playwright)"
+	@echo "make test-browser-widgets7 - the same with ipywidgets 7.7.1 and its front end"
 	@echo "make test-lowest / test-highest - make test at the lowest / newest allowed versions"
 
 $(BIN)/python:
@@ -149,7 +150,7 @@ ifeq ($(strip $(CHROMIUM)),)
 	  "sudo apt-get install chromium (Debian; Ubuntu: sudo snap install chromium)," \
 	  "or pass CHROMIUM=/path/to/chromium"; exit 1; fi
 endif
-	env -u MPLBACKEND GAPCAM_OFFLINE=1 GAPCAM_BROWSER_TEST=1 \
+	env -u MPLBACKEND GAPCAM_OFFLINE=1 GAPCAM_BROWSER_TEST=1 $(BROWSER_ENV) \
 	  CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium))" \
 	  $(BIN)/python -m pytest tests/browser -p no:cacheprovider -s
 
@@ -253,3 +254,13 @@ $(WIDGETS7)/.installed: $(STAMP)
 test-widgets7: setup $(WIDGETS7)/.installed
 	GAPCAM_OFFLINE=1 PYTHONPATH=$(abspath $(WIDGETS7))$${PYTHONPATH:+:$$PYTHONPATH} \
 	  $(BIN)/python -m pytest tests/test_widgets.py -p no:cacheprovider -W ignore::DeprecationWarning
+
+# The same browser test with ipywidgets 7.7.1 in the kernel and its JupyterLab front end,
+# jupyterlab_widgets 1.1 (jupyterlab-manager 3.x, made for JupyterLab 3 and 4), both from
+# test-widgets7's overlay (JUPYTER_PATH finds its extension before the venv's 5.x, which renders
+# only ipywidgets 8). Its latency goes to browser_explorer_widgets7.json.
+.PHONY: test-browser-widgets7
+test-browser-widgets7: $(WIDGETS7)/.installed
+	$(MAKE) --no-print-directory test-browser BROWSER_ENV="PYTHONPATH=$(abspath $(WIDGETS7)) \
+	  JUPYTER_PATH=$(abspath $(WIDGETS7))/share/jupyter \
+	  GAPCAM_BROWSER_RESULTS=$(abspath benchmarks/results/browser_explorer_widgets7.json)"

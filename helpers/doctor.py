@@ -62,7 +62,9 @@ MIN_AVAILABLE_MEMORY_GIB = 2.0
 MIN_FREE_DISK_GIB = 1.0
 #: The widgets' JupyterLab extension, as installed by the ``jupyterlab_widgets`` package.
 WIDGETS_LABEXTENSION = "@jupyter-widgets/jupyterlab-manager"
-#: Kernel-side ipywidgets major version -> the front-end extension's major version it talks to.
+#: Kernel-side ipywidgets major version -> the front-end extension's major version it talks to:
+#: jupyterlab_widgets 3.x ships 5.x, which renders only ipywidgets 8; 1.1.x ships 3.x, which
+#: renders 7.x in JupyterLab 3 and 4 (checked in a browser: make test-browser-widgets7).
 WIDGETS_FRONTEND_MAJOR = {8: 5, 7: 3}
 #: The sample photo the CAM check uses, and the ImageNet class the offline model must find in it.
 CAM_PHOTO, CAM_CLASS = "chelsea", 285  # Egyptian cat
@@ -252,7 +254,7 @@ def check_widgets(search_paths: Sequence[Path] | None = None) -> CheckResult:
         import ipywidgets
     except Exception as error:  # noqa: BLE001
         return CheckResult(False, f"ipywidgets does not import: {error}",
-                           _fix_install("ipywidgets>=7.7.1,<9"))
+                           _fix_install("ipywidgets>=7.7.2,<9"))
     kernel_version = ipywidgets.__version__
     try:
         paths = list(search_paths) if search_paths is not None else _labextension_paths()
@@ -268,6 +270,8 @@ def check_widgets(search_paths: Sequence[Path] | None = None) -> CheckResult:
     # "jupyterlab-widgets (~=3.0.7)", later ones "jupyterlab_widgets~=3.0.15".
     specifier = re.sub(r"^jupyterlab[-_.]widgets", "", declared.split(";")[0].strip(), flags=re.I)
     wanted = "jupyterlab_widgets" + re.sub(r"[\s()]", "", specifier)
+    if kernel_version.startswith("7.") and "<3" not in wanted:
+        wanted += ",<3"  # 7.7.1 declares no bound, and jupyterlab_widgets 3 renders only 8.x
     if found is None:
         return CheckResult(False, f"ipywidgets {kernel_version} (kernel side) but no widgets "
                            f"front-end extension {WIDGETS_LABEXTENSION} in "

@@ -111,16 +111,38 @@ def test_missing_widgets_extension_is_red(tmp_path):
     stream = io.StringIO()
     checks = [("widgets", lambda: doctor.check_widgets(search_paths=[tmp_path]))]
     assert doctor.run_doctor(checks, stream=stream, color=False) == 1
-    assert _lines(stream.getvalue())[0].startswith("[ FAIL ] ipywidgets 8.")
+    assert _lines(stream.getvalue())[0].startswith(f"[ FAIL ] ipywidgets {_ipywidgets()}")
 
 
-def test_a_widgets_extension_of_the_wrong_generation_is_red(tmp_path):
+def _ipywidgets() -> str:
+    import ipywidgets
+
+    return ipywidgets.__version__
+
+
+@pytest.mark.parametrize("kernel_major", [7, 8])
+def test_a_widgets_extension_of_the_wrong_generation_is_red(tmp_path, monkeypatch, kernel_major):
+    """ipywidgets 8 talks to jupyterlab-manager 5.x (jupyterlab_widgets 3), 7.x to 3.x
+    (jupyterlab_widgets 1.1, which also runs in JupyterLab 4); 5.x cannot render 7.x widgets."""
+    import ipywidgets
+
+    monkeypatch.setattr(ipywidgets, "__version__", f"{kernel_major}.9.0")
+
+    def not_installed(name):  # the extension installed some other way: no range check
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    declared = "jupyterlab_widgets>=1.0.0" if kernel_major == 7 else "jupyterlab_widgets~=3.0.15"
+    monkeypatch.setattr(metadata, "requires", lambda name: [declared])  # 7.7.1's, 8.1's
     folder = tmp_path / "@jupyter-widgets" / "jupyterlab-manager"
     folder.mkdir(parents=True)
-    (folder / "package.json").write_text(json.dumps({"version": "3.1.0"}))  # ipywidgets 7's
+    wrong, right = ("5.0.16", "3.1.11") if kernel_major == 7 else ("3.1.11", "5.0.16")
+    (folder / "package.json").write_text(json.dumps({"version": wrong}))
     result = doctor.check_widgets(search_paths=[tmp_path])
-    assert not result.ok and "does not match ipywidgets 8." in result.message
-    (folder / "package.json").write_text(json.dumps({"version": "5.0.99"}))
+    assert not result.ok and f"does not match ipywidgets {kernel_major}.9.0" in result.message
+    wanted = "jupyterlab_widgets>=1.0.0,<3" if kernel_major == 7 else "jupyterlab_widgets~=3.0.15"
+    assert f'install "{wanted}"' in result.fix  # 7.7.1 itself declares no bound: 3.x won't do
+    (folder / "package.json").write_text(json.dumps({"version": right}))
     assert doctor.check_widgets(search_paths=[tmp_path]).ok
 
 

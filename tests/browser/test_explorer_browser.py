@@ -238,7 +238,9 @@ def explorer_parts(page):
         page.screenshot(path=str(screenshot), full_page=True)
         pytest.fail(f"no slider labelled 'rank' on the page: {screenshot}")
     output = page.locator(".jp-Cell").filter(has=slider).first
-    handle = slider.locator(".noUi-handle, [role=slider], input[type=range]").first
+    # ipywidgets 8 draws its sliders with noUiSlider, 7.x with jQuery UI.
+    handle = slider.locator(
+        ".noUi-handle, .ui-slider-handle, [role=slider], input[type=range]").first
     picture = output.locator("img").first
     return output, handle, picture
 
