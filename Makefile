@@ -47,7 +47,7 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: help setup lab test test-unit test-jax test-notebooks model execute-notebooks \
-  bench clean wheelhouse doctor test-wheelhouse test-browser test-lowest test-highest
+  bench clean wheelhouse doctor test-wheelhouse test-browser test-lowest test-highest test-colab
 
 help:
 	@echo "make lab    - set up .venv and open the series in JupyterLab"
@@ -58,6 +58,7 @@ help:
 	@echo "make test-browser - notebook 03's explorer in JupyterLab + Chromium (Playwright)"
 	@echo "make test-browser-widgets7 - the same with ipywidgets 7.7.1 and its front end"
 	@echo "make test-lowest / test-highest - make test at the lowest / newest allowed versions"
+	@echo "make test-colab - every notebook on a Colab-like stack (Python 3.12, ipywidgets 7.7.1)"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; \
@@ -237,8 +238,33 @@ test-lowest: $(LOWEST_VENV)/.stack-installed
 test-highest: $(HIGHEST_VENV)/.stack-installed
 	$(MAKE) --no-print-directory test VENV=$(HIGHEST_VENV)
 
+# A stack like Colab's (README "Colab"): Python 3.12 with the versions of requirements-colab.txt
+# "preinstalled", then this project installed as the notebooks' Colab cell installs it (here from
+# the working tree instead of GitHub); the install must leave every preinstalled package as it
+# was (TensorFlow is not reinstalled). Then every notebook under nbval in that venv.
+COLAB_PY   ?= 3.12
+COLAB_VENV ?= .venv-colab
+$(COLAB_VENV)/.stack-installed: requirements-colab.txt pyproject.toml
+	@test -n "$(call find_python,$(COLAB_PY))" || { echo "Python $(COLAB_PY) is needed for" \
+	  "make test-colab and was not found; get it with pyenv install $(COLAB_PY)"; exit 1; }
+	rm -rf $(COLAB_VENV)
+	$(call find_python,$(COLAB_PY)) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet -r requirements-colab.txt
+	$(COLAB_VENV)/bin/python -m pip freeze --exclude-editable | sort > $(COLAB_VENV)/preinstalled.txt
+	$(COLAB_VENV)/bin/python -m pip install --quiet .
+	$(COLAB_VENV)/bin/python -m pip freeze | sort | comm -23 $(COLAB_VENV)/preinstalled.txt - \
+	  > $(COLAB_VENV)/replaced.txt
+	@test ! -s $(COLAB_VENV)/replaced.txt || { echo "installing the package replaced these" \
+	  "preinstalled packages:"; cat $(COLAB_VENV)/replaced.txt; exit 1; }
+	touch $@
+
+test-colab: $(COLAB_VENV)/.stack-installed
+	$(COLAB_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
+	GAPCAM_OFFLINE=1 $(COLAB_VENV)/bin/python -m pytest notebooks/ --nbval-lax --nbval-current-env \
+	  --nbval-cell-timeout=600 -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) $(WHEELHOUSE_VENV) $(LOWEST_VENV) $(HIGHEST_VENV) .pytest_cache
+	rm -rf $(VENV) $(WHEELHOUSE_VENV) $(LOWEST_VENV) $(HIGHEST_VENV) $(COLAB_VENV) .pytest_cache
 
 # The explorer with ipywidgets 7.7.x (requirements.txt allows >=7.7,<9; the venv has 8.x):
 # ipywidgets 7.7.1 and its two front-end packages laid over the venv with pip --target (no second
