@@ -127,3 +127,24 @@ def test_switching_folding_off_runs_the_model_as_it_is(model, images):
                                atol=1e-5 * np.abs(plain.low_res).max())
     reference = keras.ops.convert_to_numpy(model(images, training=False))
     np.testing.assert_allclose(plain.probabilities, reference, atol=1e-6)
+
+
+def test_chunks_are_small_on_the_cpu_and_large_on_an_accelerator(monkeypatch, images):
+    """On the CPU a call's images go through the network 16 photos at a time (host memory: Binder
+    gives 1-2 GB); on a GPU, 256 (the device's memory, and a GPU needs large batches)."""
+    from helpers._engine import runner
+
+    photo = 224 * 224 * 3
+    monkeypatch.setattr(runner, "_HAS_ACCELERATOR", {})
+    monkeypatch.setattr(runner, "accelerators", lambda: [])
+    assert runner.chunk_input_values() == 16 * photo
+    monkeypatch.setattr(runner, "_HAS_ACCELERATOR", {})
+    monkeypatch.setattr(runner, "accelerators", lambda: ["/physical_device:GPU:0"])
+    assert runner.chunk_input_values() == 256 * photo
+    monkeypatch.setattr(runner, "CHUNK_INPUT_VALUES", 10**9)  # the CPU's: all in one call
+    monkeypatch.setattr(runner, "ACCELERATOR_CHUNK_INPUT_VALUES", int(np.prod(images.shape[1:])))
+    before = _engine.counters["network_calls"]
+    model = keras.Sequential([keras.Input(images.shape[1:]), keras.layers.Conv2D(3, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    cam.class_activation_maps(model, images)
+    assert _engine.counters["network_calls"] - before == len(images)  # one image per call

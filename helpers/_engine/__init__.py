@@ -6,10 +6,12 @@ general. Modules:
 * :mod:`~helpers._engine.graph`: walk Keras Functional graphs (the only place that reads Keras'
   private graph attributes), inline nested models, fold BatchNormalization into convolutions;
 * :mod:`~helpers._engine.heads`: the one head finder (:func:`find_head`, :class:`CAMHead`);
-* :mod:`~helpers._engine.inputs`: images to one float32 batch, requested classes to a plan;
+* :mod:`~helpers._engine.inputs`: images checked, then preprocessed a chunk at a time;
+  requested classes to a plan;
 * :mod:`~helpers._engine.compile`: compiling per backend, the one cache, precision, counters;
 * :mod:`~helpers._engine.autodiff`: pooled and per-position gradients per backend;
-* :mod:`~helpers._engine.runner`: the two programs per method and request, and :func:`run`.
+* :mod:`~helpers._engine.runner`: the two programs per method and request, the chunk size
+  (small on the CPU, large on a GPU), and :func:`run`.
 
 Internal API (what ``helpers`` modules, the benchmark and the tests may use):
 

@@ -29,6 +29,7 @@ from helpers._engine.compile import (
 from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
 from helpers._engine.inputs import Classes, Images, class_names, image_source, resolve_classes
+from helpers.env import accelerators
 from helpers.maps import CAMResult
 
 __all__ = ["GRADIENT_INPUTS", "Plan", "check_precision", "masked_logits", "programs", "run",
@@ -42,11 +43,15 @@ MASK_BATCH = 16
 GRADIENT_VALUES = 1 << 26
 #: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
 UPSAMPLE_LIMIT = 1 << 28
-#: Images go through the network in chunks of at most this many input values (16 photos at
-#: 224 × 224), split evenly. A batch's activations, not its input, fill memory, and TensorFlow's
-#: CPU allocator keeps the largest it has needed: 55 photos a chunk left notebook 05's kernel
-#: 300 MiB larger than 16 (Binder gives a session 1-2 GB). README "Performance" has the speed.
+#: On the CPU, images go through the network in chunks of at most this many input values (16
+#: photos at 224 × 224), split evenly. A batch's activations, not its input, fill memory, and
+#: TensorFlow's CPU allocator keeps the largest it has needed: 55 photos a chunk left notebook
+#: 05's kernel 300 MiB larger than 16 (Binder gives a session 1-2 GB). The price is speed: 4 % on
+#: ResNet-50 and 15 % on EfficientNet-Lite0 against 32 at once (README "Performance").
 CHUNK_INPUT_VALUES = 16 * 224 * 224 * 3
+#: On a GPU or TPU (the device's own memory, not the host's) chunks hold up to 256 photos: a GPU
+#: needs large batches to be busy.
+ACCELERATOR_CHUNK_INPUT_VALUES = 256 * 224 * 224 * 3
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,18 @@ class Plan:
     count: int
     size: tuple[int, int] | None
     precision: str
+
+
+def chunk_input_values() -> int:
+    """Input values per network call: :data:`ACCELERATOR_CHUNK_INPUT_VALUES` when the Keras
+    backend sees a GPU or TPU, else :data:`CHUNK_INPUT_VALUES`."""
+    backend = keras.backend.backend()
+    if backend not in _HAS_ACCELERATOR:
+        _HAS_ACCELERATOR[backend] = bool(accelerators())
+    return ACCELERATOR_CHUNK_INPUT_VALUES if _HAS_ACCELERATOR[backend] else CHUNK_INPUT_VALUES
+
+
+_HAS_ACCELERATOR: dict[str, bool] = {}
 
 
 def check_precision(dtype: Any) -> str:
@@ -219,7 +236,7 @@ def masked_logits(head: CAMHead, model: Any, batch: np.ndarray, features: Any,
         [((1, *batch.shape[1:]), "float32"), ((None, *tuple(features.shape[1:3])), "float32")],
     ))
     maps = np.moveaxis(np.asarray(keras.ops.convert_to_numpy(features)), -1, 1)  # (B, k, h, w)
-    step = max(1, min(MASK_BATCH, CHUNK_INPUT_VALUES // int(np.prod(batch.shape[1:]))))
+    step = max(1, min(MASK_BATCH, chunk_input_values() // int(np.prod(batch.shape[1:]))))
     out = np.empty((*maps.shape[:2], head.num_classes), dtype=np.float32)
     for b in range(len(batch)):
         for start in range(0, maps.shape[1], step):
@@ -255,7 +272,7 @@ def _class_ids(chosen: Classes, outputs: dict[str, np.ndarray], batch: int) -> n
 def _chunk(method: Any, head: CAMHead, batch: Images, count: int) -> int:
     """Images per network call: bounded by the input's size, and for per-position gradients by
     ``B × K × h × w × k``; ValueError if one image's gradients alone exceed four chunks."""
-    chunk = max(1, CHUNK_INPUT_VALUES // int(np.prod(batch.shape)))
+    chunk = max(1, chunk_input_values() // int(np.prod(batch.shape)))
     chunk = -(-len(batch) // -(-len(batch) // chunk))  # the same number of chunks, evened out
     if "gradients" not in method.inputs:
         return chunk
