@@ -155,9 +155,9 @@ def pooled_features(
         ``keras.utils.image_dataset_from_directory``
         (read **once**: a shuffling data set gives features and labels in the same order).
     batch_size
-        Images per forward pass, for an array. Activations, not images, fill memory: 16 photos
-        of 224 × 224 through EfficientNet-Lite0 keep the kernel within Binder's memory, where 32
-        left it 230 MiB larger (the CAM engine's chunks hold 16 such photos too).
+        Images per forward pass, for an array. Activations, not images, fill memory: for
+        notebook 05's 300 photos of 224 × 224 through EfficientNet-Lite0, 32 at a time left the
+        process 140 MiB larger than 16 (the CAM engine's chunks hold 16 such photos too).
 
     Returns
     -------

@@ -45,10 +45,10 @@ GRADIENT_VALUES = 1 << 26
 UPSAMPLE_LIMIT = 1 << 28
 #: On the CPU, images go through the network in chunks of at most this many input values (16
 #: photos at 224 × 224), split evenly. A batch's activations, not its input, fill memory, and
-#: TensorFlow's CPU allocator keeps the largest it has needed: 55 photos a chunk left notebook
-#: 05's kernel 300 MiB larger than 16 (Binder gives a session 1-2 GB). CAM of 32 photos then
-#: takes 1.04× (ResNet-50) and 1.03× (EfficientNet-Lite0) of classifying them in one call, where
-#: 55 a chunk gave 1.01× and 1.07× (README "Performance").
+#: TensorFlow's CPU allocator keeps the largest it has needed: notebook 05's steps, run as a
+#: script, peaked 375 MiB higher with 55 photos a chunk than with 16 (Binder gives a session
+#: 1-2 GB). CAM of 32 photos then takes 1.04× (ResNet-50) and 1.03× (EfficientNet-Lite0) of
+#: classifying them in one call, where 55 a chunk gave 1.01× and 1.07× (README "Performance").
 CHUNK_INPUT_VALUES = 16 * 224 * 224 * 3
 #: On a GPU or TPU (the device's own memory, not the host's) chunks hold up to 256 photos: a GPU
 #: needs large batches to be busy.
