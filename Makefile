@@ -266,7 +266,7 @@ test-colab: $(COLAB_VENV)/.stack-installed
 clean:
 	rm -rf $(VENV) $(WHEELHOUSE_VENV) $(LOWEST_VENV) $(HIGHEST_VENV) $(COLAB_VENV) .pytest_cache
 
-# The explorer with ipywidgets 7.7.x (requirements.txt allows >=7.7,<9; the venv has 8.x):
+# The explorer with ipywidgets 7.7.1, Colab's (requirements.txt allows >=7.7.2,<9; the venv has 8.x):
 # ipywidgets 7.7.1 and its two front-end packages laid over the venv with pip --target (no second
 # venv: a few MB, installed once), then the widget tests with it first on the path.
 WIDGETS7 := $(VENV)/ipywidgets7

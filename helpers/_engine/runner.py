@@ -66,6 +66,10 @@ class Plan:
     precision: str
 
 
+#: Whether the backend sees a GPU or TPU, asked once per backend.
+_HAS_ACCELERATOR: dict[str, bool] = {}
+
+
 def chunk_input_values() -> int:
     """Input values per network call: :data:`ACCELERATOR_CHUNK_INPUT_VALUES` when the Keras
     backend sees a GPU or TPU, else :data:`CHUNK_INPUT_VALUES`."""
@@ -73,9 +77,6 @@ def chunk_input_values() -> int:
     if backend not in _HAS_ACCELERATOR:
         _HAS_ACCELERATOR[backend] = bool(accelerators())
     return ACCELERATOR_CHUNK_INPUT_VALUES if _HAS_ACCELERATOR[backend] else CHUNK_INPUT_VALUES
-
-
-_HAS_ACCELERATOR: dict[str, bool] = {}
 
 
 def check_precision(dtype: Any) -> str:
