@@ -11,39 +11,42 @@ from helpers._quiet import import_keras_quietly
 import_keras_quietly()  # before anything imports keras: hides TensorFlow's native start-up lines
 
 # ruff: noqa: E402
-from helpers.architecture import LAYER_GROUPS, parameter_breakdown
-from helpers.cam import class_activation_maps, find_cam_head, grad_cam, grad_cam_plus_plus, score_cam
-from helpers.data import sample_images
-from helpers.env import report_environment, require_versions, set_seed
-from helpers.images import load_image, load_images
-from helpers.localization import box_iou, cam_to_box, localization_report, scale_box
-from helpers.localization_models import evaluate_localization
-from helpers.localization_plots import TRUE_BOX_COLOR, plot_localization_gallery, plot_threshold_sweep
-from helpers.maps import CAMResult, normalize_cam, upsample_maps
-from helpers.models import (
-    Classifier,
-    OfflineError,
-    load_classifier,
-    prepare_offline_model,
+from helpers.cam import (
+    activation_maps,
+    class_activation_maps,
+    find_cam_head,
+    grad_cam,
+    grad_cam_plus_plus,
+    score_cam,
 )
-from helpers.plotting import draw_box, plot_cam, plot_cam_classes, plot_cam_images
-from helpers.small_models import (
+from helpers.data import load_image, load_images, sample_images
+from helpers.data.composites import make_photo_composites
+from helpers.data.digits import make_digit_canvases
+from helpers.env import report_environment, require_versions, set_seed
+from helpers.evaluate.boxes import box_iou, cam_to_box, scale_box
+from helpers.evaluate.localization import evaluate_localization, localization_report
+from helpers.evaluate.trust import deletion_insertion, randomize_layers
+from helpers.maps import CAMResult, normalize_cam, upsample_maps
+from helpers.models import Classifier, OfflineError, load_classifier, prepare_offline_model
+from helpers.models.architecture import LAYER_GROUPS, parameter_breakdown
+from helpers.models.small_cnn import (
     HEADS,
     build_head,
     build_small_cnn,
     compile_classifier,
     head_parameter_counts,
 )
-from helpers.photo_composites import make_photo_composites
-from helpers.synthetic import make_digit_canvases
-from helpers.transfer import build_transfer_model, fit_transfer_head
-from helpers.trust import deletion_insertion, randomize_layers
-from helpers.widgets import cam_explorer
+from helpers.models.transfer import build_transfer_model, fit_transfer_head
+from helpers.plots.cam import draw_box, plot_cam, plot_cam_classes, plot_cam_images
+from helpers.plots.explorer import cam_explorer
+from helpers.plots.localization import TRUE_BOX_COLOR, plot_localization_gallery, plot_threshold_sweep
 
 #: The public API: what the notebooks use, and what a reader needs beside it (at most 45 names).
-#: Everything else lives in its module (``helpers.localization.pointing_game``,
-#: ``helpers.plotting.show_cam``, ``helpers.torch_weights.read_legacy_state_dict``, ...) or in
-#: the private engine.
+#: Everything else lives in its layer's module (``helpers.evaluate.localization.pointing_game``,
+#: ``helpers.plots.cam.show_cam``, ``helpers.models.torch_weights.read_legacy_state_dict``, ...)
+#: or in the private engine. The layers, each importing only those before it:
+#: ``checks``, ``images``, ``maps`` → ``_engine`` → ``cam`` → ``models``, ``data`` →
+#: ``evaluate`` → ``plots``; ``env`` and ``doctor`` are the setup cell's.
 __all__ = [
     "CAMResult",
     "Classifier",
@@ -51,6 +54,7 @@ __all__ = [
     "LAYER_GROUPS",
     "OfflineError",
     "TRUE_BOX_COLOR",
+    "activation_maps",
     "box_iou",
     "build_head",
     "build_small_cnn",

@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="convert the offline weights first if they are missing")
     arguments = parser.parse_args(argv)
     if arguments.command == "prepare":
-        from helpers.models import prepare_offline_model
+        from helpers.models.lite0 import prepare_offline_model
 
         prepare_offline_model(force=arguments.force, verbose=True)
         return 0

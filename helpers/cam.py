@@ -9,7 +9,8 @@ Every method makes a class map as a **weighted sum of feature maps**. For the fe
 
     M_c(x, y) = Σ_k w_k^c A_k(x, y)                                     (:func:`weighted_sum`)
 
-The methods differ only in where the weights come from:
+(a method may also weight each position: ``w_k^c(x, y)``). The methods differ only in where the
+weights come from:
 
 * **CAM** (Zhou et al., CVPR 2016), for a network whose head is global pooling → Dense, with
   ``A = f``, the last feature map: ``w_k^c`` **is the Dense kernel** (:func:`cam_weights`). With
@@ -26,18 +27,20 @@ The methods differ only in where the weights come from:
   ``∂S_c/∂f_k(x, y) = w_k^c / (h·w)``: Grad-CAM is CAM / (h·w).
 * **Grad-CAM++** (Chattopadhay et al., WACV 2018): positive gradients weighted per position by
   ``α`` from the second and third powers of the gradient (:func:`grad_cam_plus_plus_weights`).
-* **Score-CAM** (Wang et al., CVPR-W 2020), gradient-free: the weight of channel ``k`` is how much
-  the class score rises when the input is masked by that channel's map
-  (:func:`score_cam_weights`); one forward pass per channel, so it is slow.
+* **Score-CAM** (Wang et al., CVPR-W 2020), gradient-free: each channel's map, upsampled and
+  min-max scaled, masks the input (:func:`score_cam_masks`); the weight of channel ``k`` is the
+  class score of that masked input (:func:`score_cam_weights`). One forward pass per channel, so
+  it is slow.
 
 **Adding a method** is one weights function plus one entry in :data:`METHODS`. Its parameter
 names say what it reads, and the engine passes exactly those (computing gradients only when
 asked): ``features`` (``A``, ``(B, h, w, k)``), ``kernel`` (the Dense kernel ``(k, C)``; needs a
 pooling head), ``class_ids`` (``(B, K)``, or None for every class in id order), ``logits``
 (``(B, C)``), ``pooled_gradients`` (``Σ_{x,y} ∂S_c/∂A_k(x, y)``, ``(B, K, k)``), ``gradients``
-(``∂S_c/∂A_k(x, y)``, ``(B, K, h, w, k)``) and ``masked_scores`` (the logit ``S_c`` of the input
-masked by each channel's normalised, upsampled map, ``(B, K, k)``: one forward pass per channel).
-It returns weights ``(B, K, k)`` (or ``(K, k)``, the same for every image).
+(``∂S_c/∂A_k(x, y)``, ``(B, K, h, w, k)``) and ``masked_logits`` (the logits of the input times
+each of the method's ``masks``, ``(B, k, C)``: one forward pass per channel). It returns weights
+``(B, K, k)``, ``(K, k)`` (the same for every image) or ``(B, K, h, w, k)`` (per position). A
+misspelt parameter name is refused when the :class:`Method` is made.
 
 How it runs (the engine's business, not needed to follow the math): two compiled programs per
 model and kind of request (``tf.function`` on TensorFlow, ``jax.jit`` on JAX), the network once
@@ -48,6 +51,7 @@ resize is linear, so summing first gives the same maps at a fraction of the cost
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,23 +59,27 @@ from typing import Any
 
 import keras
 
-from helpers._engine import CAMHead, find_head, run
-from helpers.maps import CAMResult, normalize_cam, upsample_maps
+from helpers._engine import INPUTS, CAMHead, compiled_forward, find_head, keras_model_of, run
+from helpers.maps import CAMResult, normalize_cam, resize_maps, upsample_maps
 
 __all__ = [
     "METHODS",
     "CAMHead",
     "CAMResult",
     "Method",
+    "activation_maps",
     "cam_weights",
     "class_activation_maps",
     "find_cam_head",
+    "forward",
     "grad_cam",
     "grad_cam_plus_plus",
     "grad_cam_plus_plus_weights",
     "grad_cam_weights",
+    "keras_model_of",
     "normalize_cam",
     "score_cam",
+    "score_cam_masks",
     "score_cam_weights",
     "upsample_maps",
     "weighted_sum",
@@ -85,10 +93,13 @@ __all__ = [
 
 def weighted_sum(features: Any, weights: Any) -> Any:
     """``M_c(x, y) = Σ_k w_k^c A_k(x, y)``: maps ``(B, K, h, w)`` from feature maps
-    ``(B, h, w, k)`` and weights ``(B, K, k)`` per image, or ``(K, k)`` shared by all images."""
-    if len(weights.shape) == 2:
-        return keras.ops.einsum("bhwk,ck->bchw", features, weights)
-    return keras.ops.einsum("bhwk,bck->bchw", features, weights)
+    ``(B, h, w, k)`` and weights ``(B, K, k)`` per image, ``(K, k)`` shared by all images, or
+    ``(B, K, h, w, k)`` per position (``Σ_k w_k^c(x, y) A_k(x, y)``)."""
+    per = {2: "ck", 3: "bck", 5: "bchwk"}.get(len(weights.shape))
+    if per is None:
+        raise ValueError(f"weights must be (K, k), (B, K, k) or (B, K, h, w, k), got shape "
+                         f"{tuple(weights.shape)}")
+    return keras.ops.einsum(f"bhwk,{per}->bchw", features, weights)
 
 
 def cam_weights(kernel: Any, class_ids: Any) -> Any:
@@ -123,11 +134,27 @@ def grad_cam_plus_plus_weights(gradients: Any, features: Any) -> Any:
     return ops.sum(alpha * ops.relu(gradients), axis=(2, 3))
 
 
-def score_cam_weights(masked_scores: Any) -> Any:
-    """Score-CAM: each channel's map, upsampled and min-max scaled to [0, 1], masks the input;
-    the logit of class ``c`` for each masked input, softmax-normalised over the channels, is the
-    channel's weight: ``w_k^c = softmax_k(S_c(x ⊙ norm(up(A_k))))``. ``(B, K, k)``."""
-    return keras.ops.softmax(masked_scores, axis=-1)
+def score_cam_masks(channel_maps: Any, size: tuple[int, int]) -> Any:
+    """Score-CAM's masks: each channel's map ``A_k`` ``(n, h, w)`` upsampled to the input's
+    ``size`` and min-max scaled to [0, 1], ``norm(up(A_k))``: ``(n, H, W)``."""
+    ops = keras.ops
+    up = resize_maps(channel_maps, size)
+    low = ops.min(up, axis=(1, 2), keepdims=True)
+    high = ops.max(up, axis=(1, 2), keepdims=True)
+    return (up - low) / (high - low + 1e-8)
+
+
+def score_cam_weights(masked_logits: Any, class_ids: Any) -> Any:
+    """Score-CAM: the logit of class ``c`` for the input times each channel's mask, softmax-
+    normalised over the channels: ``w_k^c = softmax_k(S_c(x ⊙ norm(up(A_k))))``. ``(B, K, k)``.
+
+    ``masked_logits`` ``(B, k, C)``: every class's logit for each of the ``k`` masked inputs."""
+    ops = keras.ops
+    scores = ops.transpose(masked_logits, (0, 2, 1))  # (B, C, k)
+    if class_ids is not None:  # keep the requested classes' rows: (B, K, k)
+        choice = ops.one_hot(class_ids, ops.shape(scores)[1], dtype="float32")  # (B, K, C)
+        scores = ops.einsum("bck,bjc->bjk", scores, choice)
+    return ops.softmax(scores, axis=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,19 +164,39 @@ def score_cam_weights(masked_scores: Any) -> Any:
 
 @dataclass(frozen=True)
 class Method:
-    """A map method: its name, its weights function, and whether it needs a pooling head.
+    """A map method: its name, its weights function, whether it needs a pooling head, and (for
+    methods that read ``masked_logits``) the function that makes input masks from channel maps.
 
     ``inputs`` (filled in from the weights function's parameter names) tells the engine what
     to compute for it; :meth:`maps` is the method itself: weights, then :func:`weighted_sum`.
+
+    Raises
+    ------
+    ValueError
+        A parameter name the engine does not provide (the message lists those it does), or
+        ``masked_logits`` without ``masks``.
     """
 
     name: str
     weights: Callable[..., Any]
     pooling_head: bool = False
+    masks: Callable[[Any, tuple[int, int]], Any] | None = None
     inputs: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", tuple(inspect.signature(self.weights).parameters))
+        parameters = inspect.signature(self.weights).parameters
+        unknown = [name for name in parameters if name not in INPUTS]
+        if unknown:
+            accepted = "\n".join(f"  {name}: {meaning}" for name, meaning in INPUTS.items())
+            raise ValueError(
+                f"method {self.name!r}: the weights function {self.weights.__name__} has "
+                f"parameter(s) {', '.join(map(repr, unknown))}, which the engine does not provide; "
+                f"name each parameter after what it reads, one of:\n{accepted}"
+            )
+        if "masked_logits" in parameters and self.masks is None:
+            raise ValueError(f"method {self.name!r} reads masked_logits, so it needs masks= (a "
+                             "function (channel maps (n, h, w), input size) -> masks (n, H, W))")
+        object.__setattr__(self, "inputs", tuple(parameters))
 
     def maps(self, available: dict[str, Any]) -> Any:
         """``(B, K, h, w)`` maps from the engine's ``available`` inputs."""
@@ -162,7 +209,7 @@ METHODS: dict[str, Method] = {
     "cam": Method("cam", cam_weights, pooling_head=True),
     "grad_cam": Method("grad_cam", grad_cam_weights),
     "grad_cam_plus_plus": Method("grad_cam_plus_plus", grad_cam_plus_plus_weights),
-    "score_cam": Method("score_cam", score_cam_weights),
+    "score_cam": Method("score_cam", score_cam_weights, masks=score_cam_masks),
 }
 
 
@@ -203,146 +250,113 @@ def find_cam_head(model: Any) -> CAMHead:
     return find_head(model, pooling=True)
 
 
-def class_activation_maps(
+def activation_maps(
     model: Any,
     images: Any,
     classes: Any = None,
     top_k: int | None = None,
+    layer: str | None = None,
     *,
+    method: str | Method = "cam",
     upsample: bool = False,
     dtype: str | None = None,
 ) -> CAMResult:
-    """Class activation maps ``M_c = Σ_k w_k^c f_k`` for a batch of images, in one forward pass.
+    """Maps of any method, for a batch of images: the one entry point behind every named function.
 
-    Introduced in notebook 03.
+    Introduced in notebook 03 (CAM, Grad-CAM) and notebook 06 (Grad-CAM++, Score-CAM).
 
     Parameters
     ----------
     model
-        A :class:`helpers.Classifier` (its ``preprocess`` and class names are used) or any Keras
-        Functional/Sequential model whose head is GAP or GMP → ``Dense`` (:func:`find_cam_head`),
-        nested models included. A bare Keras model gets images already preprocessed for it (a
+        A :class:`helpers.Classifier` (its preprocessing and class names are used) or any Keras
+        Functional/Sequential model ending in a ``Dense`` layer (optionally followed by
+        Activation/Softmax), nested models included. CAM needs a GAP or GMP → ``Dense`` head
+        (:func:`find_cam_head`). A bare Keras model gets images already preprocessed for it (a
         list of arrays is resized to its input size, not normalised); class names are
         ``"class i"``. Logits are taken before the Dense layer's activation.
     images
-        RGB images: an array ``(B, H, W, 3)``, one image ``(H, W, 3)``, or a list of differently
-        sized ``(H, W, 3)`` arrays (each resized whole to the input size, never cropped).
+        RGB images: an array ``(B, H, W, 3)``, one image ``(H, W, 3)``, a list of differently
+        sized ``(H, W, 3)`` arrays (each resized whole to the input size, never cropped), or a
+        dict (its values, e.g. :func:`helpers.sample_images`).
     classes
         ``None`` (top-1, or the top ``top_k`` by logit), a sequence of class ids used for every
         image (``(K,)``), a ``(B, K)`` array of class ids per image, or ``"all"`` (every class in
         id order, in one pass).
     top_k
         With ``classes=None``: how many top classes per image (1..num_classes).
+    layer
+        Gradient and score methods: name of the target layer (a 4-D output); default: the input
+        of the global pooling if there is one (``"top_relu"`` for EfficientNet-Lite0), else the
+        last 4-D tensor before the final Dense layer that no pooling layer produced
+        (``"block5_conv3"``, 14 × 14, for VGG-16, as in the Grad-CAM authors' code). CAM always
+        weights the pooling's input.
+    method
+        A name in :data:`METHODS` (``"cam"``, ``"grad_cam"``, ``"grad_cam_plus_plus"``,
+        ``"score_cam"``) or a :class:`Method` of your own.
     upsample
         Also compute the upsampled maps ``(B, K, H, W)`` in the same compiled call (otherwise
         :attr:`CAMResult.maps` upsamples on first access). Refused above 1 GiB of maps.
     dtype
         ``None`` (float32), ``"mixed_bfloat16"`` or ``"mixed_float16"``: Keras mixed precision
-        for the network (faster on GPUs). The weighting and the logits stay float32, so the
-        identity below still holds to float32 precision, but the feature maps carry 16-bit
-        rounding (maps differ from float32's by about 1e-2 (bfloat16) or 1e-3 (float16)).
+        for the network (faster on GPUs). The weighting and the logits stay float32, but the
+        feature maps carry 16-bit rounding (maps differ from float32's by about 1e-2 (bfloat16)
+        or 1e-3 (float16)).
 
     Returns
     -------
     CAMResult
         ``low_res`` ``(B, K, h, w)``, ``maps`` ``(B, K, H, W)``, ``class_ids`` ``(B, K)``,
-        ``logits`` ``(B, num_classes)``, ``bias`` ``(B, K)``, ``pooling``. For a GAP head,
-        ``low_res.mean(axis=(2, 3)) + bias == scores`` to float32 precision; for a GMP head
-        (``pooling == "max"``) it does not hold.
+        ``logits`` ``(B, num_classes)``, ``method``, ``layer``; for CAM also ``bias`` ``(B, K)``
+        and ``pooling``. For CAM of a GAP head, ``low_res.mean(axis=(2, 3)) + bias == scores``
+        to float32 precision; for a GMP head (``pooling == "max"``) it does not hold.
 
     Raises
     ------
     ValueError
-        No GAP/GMP → Dense head (the message points to :func:`grad_cam`), bad images, class ids
-        or dtype.
+        An unknown method, no suitable head or layer (for CAM the message points to
+        :func:`grad_cam`), bad images, class ids or dtype, or per-position gradients too large.
     TypeError
         Non-integer class ids, a model that is neither a Classifier nor a Keras model.
-    """
-    return run(METHODS["cam"], model, images, classes, top_k, upsample=upsample, dtype=dtype)
-
-
-def grad_cam(
-    model: Any,
-    images: Any,
-    classes: Any = None,
-    top_k: int | None = None,
-    layer: str | None = None,
-    *,
-    upsample: bool = False,
-    dtype: str | None = None,
-) -> CAMResult:
-    """Grad-CAM maps ``Σ_k α_k^c A_k`` (before ReLU) from the gradients of the **logits**.
-
-    Introduced in notebook 03. ``α_k^c = mean_{x,y} ∂S_c / ∂A_k(x, y)``, where ``A`` is the target
-    layer's output and ``S_c`` the logit of class ``c`` (:func:`grad_cam_weights`). The
-    gradients of all requested classes come from one compiled program (``tf.GradientTape`` on
-    TensorFlow, ``jax.vjp`` on JAX).
-
-    Parameters
-    ----------
-    model, images, classes, top_k, upsample, dtype
-        As in :func:`class_activation_maps`; the model needs a final ``Dense`` layer (optionally
-        followed by Activation/Softmax), not a global pooling.
-    layer
-        Name of the target layer (a 4-D output); default: the input of the global pooling if
-        there is one (``"top_relu"`` for EfficientNet-Lite0), else the last 4-D tensor before the
-        final Dense layer that no pooling layer produced (``"block5_conv3"``, 14 × 14, for
-        VGG-16, as in the Grad-CAM authors' code).
-
-    Returns
-    -------
-    CAMResult
-        ``method="grad_cam"``, ``bias=None``; the other fields as for CAM.
-
-    Raises
-    ------
     NotImplementedError
-        For a Keras backend other than TensorFlow and JAX.
-    ValueError
-        Unknown or unsuitable target layer, bad images, class ids or dtype.
+        A gradient method on a Keras backend other than TensorFlow and JAX.
+
+    Notes
+    -----
+    Grad-CAM and Grad-CAM++ take the gradients of all requested classes from one compiled
+    program (``tf.GradientTape`` on TensorFlow, ``jax.vjp`` on JAX); per-position gradients
+    (``B × K × h × w × k`` floats) are bounded by running the images in chunks, so
+    ``classes="all"`` works but is slow. Score-CAM needs no gradients (every backend) but costs
+    one forward pass per channel of ``layer`` and image (1,280 on EfficientNet-Lite0's last
+    layer): choose a layer with fewer channels, or few images.
     """
-    return run(METHODS["grad_cam"], model, images, classes, top_k, layer,
-               upsample=upsample, dtype=dtype)
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)} (or pass a "
+                             "helpers.cam.Method)")
+        method = METHODS[method]
+    elif not isinstance(method, Method):
+        raise TypeError(f"method must be a name in {list(METHODS)} or a helpers.cam.Method, got "
+                        f"{type(method).__name__}")
+    return run(method, model, images, classes, top_k, layer, upsample=upsample, dtype=dtype)
 
 
-def grad_cam_plus_plus(
-    model: Any,
-    images: Any,
-    classes: Any = None,
-    top_k: int | None = None,
-    layer: str | None = None,
-    *,
-    upsample: bool = False,
-    dtype: str | None = None,
-) -> CAMResult:
-    """Grad-CAM++ maps ``Σ_k w_k^c A_k`` (before ReLU), weights from
-    :func:`grad_cam_plus_plus_weights`.
-
-    Introduced in notebook 06. Arguments, result and errors as in :func:`grad_cam`
-    (``method="grad_cam_plus_plus"``). The per-position gradients of all requested classes come
-    from one compiled program; their memory (``B × K × h × w × k`` floats) is bounded by running
-    the images in chunks, so ``classes="all"`` works but is slow.
-    """
-    return run(METHODS["grad_cam_plus_plus"], model, images, classes, top_k, layer,
-               upsample=upsample, dtype=dtype)
+def _named(method: str, title: str, notebook: str) -> Callable[..., CAMResult]:
+    """The named function of a method: :func:`activation_maps` with ``method`` set."""
+    named = functools.partial(activation_maps, method=method)
+    named.__doc__ = (f"{title}: ``activation_maps(model, images, classes, top_k, layer, "
+                     f"method={method!r}, ...)``.\n\nIntroduced in notebook {notebook}. "
+                     "Arguments, result and errors: see :func:`activation_maps`.")
+    return named
 
 
-def score_cam(
-    model: Any,
-    images: Any,
-    classes: Any = None,
-    top_k: int | None = None,
-    layer: str | None = None,
-    *,
-    upsample: bool = False,
-    dtype: str | None = None,
-) -> CAMResult:
-    """Score-CAM maps ``Σ_k w_k^c A_k`` (before ReLU), weights from :func:`score_cam_weights`.
+class_activation_maps = _named("cam", "Class activation maps (Zhou et al., 2016)", "03")
+grad_cam = _named("grad_cam", "Grad-CAM maps before ReLU (Selvaraju et al., 2017)", "03")
+grad_cam_plus_plus = _named("grad_cam_plus_plus", "Grad-CAM++ maps before ReLU", "06")
+score_cam = _named("score_cam", "Score-CAM maps before ReLU (Wang et al., 2020)", "06")
 
-    Introduced in notebook 06. Arguments, result and errors as in :func:`grad_cam`
-    (``method="score_cam"``), on every backend (no gradients). Costs one forward pass of the
-    network per channel of ``layer`` and image (1,280 on EfficientNet-Lite0's last layer), run
-    in batches bounded in memory: choose a layer with fewer channels, or few images.
-    """
-    return run(METHODS["score_cam"], model, images, classes, top_k, layer,
-               upsample=upsample, dtype=dtype)
+
+def forward(model: Any) -> Callable[[Any], Any]:
+    """The model's compiled forward pass (``tf.function`` / ``jax.jit``, BatchNormalization
+    folded), built once per model: preprocessed images → its outputs (logits for a classifier),
+    for callers that run many batches (notebook 05's pooled features, notebook 06's curves)."""
+    return compiled_forward(keras_model_of(model))

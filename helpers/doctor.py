@@ -162,7 +162,8 @@ def check_offline_weights(prepare: bool = False) -> CheckResult:
     SHA-256 (``prepare_offline_model`` verifies them and rebuilds a corrupt file). A missing cache
     is red unless ``prepare`` is true, in which case it is converted first."""
     try:
-        from helpers.models import cache_dir, efficientnet_lite0_weights_path, prepare_offline_model
+        from helpers.models.lite0 import efficientnet_lite0_weights_path, prepare_offline_model
+        from helpers.models.weights_cache import cache_dir
 
         path = efficientnet_lite0_weights_path()
         if not path.is_file() and not prepare:

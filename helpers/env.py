@@ -5,13 +5,12 @@ Introduced in notebook 01.
 
 from __future__ import annotations
 
-import numbers
 import os
 import platform
 import sys
 from importlib import metadata
 
-__all__ = ["on_colab", "require_versions", "accelerators", "report_environment", "set_seed"]
+__all__ = ["on_colab", "require_versions", "report_environment", "set_seed"]
 
 
 def on_colab() -> bool:
@@ -67,32 +66,14 @@ def require_versions(**minimums: str) -> dict[str, str]:
     return installed
 
 
-def accelerators() -> list[str]:
-    """Names of the GPUs/TPUs the current Keras backend can use (empty on a CPU-only machine)."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
-    if backend == "jax":
-        import jax
-
-        return [str(d) for d in jax.devices() if d.platform != "cpu"]
-    if backend == "torch":
-        import torch
-
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return []
-
-
 def report_environment() -> dict[str, object]:
     """Print and return Python, Keras, backend and device information.
 
     Says so (does not fail) when no GPU is found: every notebook of the series runs on a CPU.
     """
     import keras
+
+    from helpers._engine.devices import accelerators
 
     devices = accelerators()
     info: dict[str, object] = {
@@ -125,15 +106,13 @@ def set_seed(seed: int = 42) -> None:
 
     Raises
     ------
-    TypeError
-        ``seed`` is not an int (``None`` would mean "unseeded", the opposite of repeatable).
-    ValueError
-        ``seed`` is negative or above ``2**32 - 1``.
+    helpers.checks.ArgumentError
+        ``seed`` is not an int (``None`` would mean "unseeded", the opposite of repeatable), or
+        is negative or above ``2**32 - 1``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int in 0..{MAX_SEED}, got {type(seed).__name__} {seed!r:.80}")
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an int in 0..{MAX_SEED} (NumPy's range), got {seed}")
+    from helpers.checks import integer
+
+    seed = integer("seed", seed, 0, MAX_SEED)
     import keras
 
     from helpers._quiet import import_tensorflow_quietly

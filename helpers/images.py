@@ -1,29 +1,29 @@
-"""What may be passed as "images": the form of the argument, checked once for every function.
+"""Images, from what was passed to what the network gets: one path, each step once.
 
-Introduced in notebook 01 (the classifier) and used by the CAM functions of notebook 03.
-:func:`load_image` and :func:`load_images` (notebook 03) read your own photos into that form.
+Introduced in notebook 01 (the classifier) and used by every map method of notebook 03.
 
-:func:`as_images` looks only at the *form* of what was passed (which container, which dimensions,
-which element type), never at the values: a classifier checks the RGB 0..255 range on top of it
-(:func:`helpers.models.to_rgb_batch`), while a bare Keras model takes already preprocessed inputs
-in any range.
+1. :func:`as_images` accepts the *form* of the argument (which container, which dimensions,
+   which element type), never looking at the values;
+2. :func:`to_rgb_batch` adds what a classifier needs: RGB on the 0..255 scale, decided for
+   each image alone (a bare Keras model takes preprocessed inputs in any range, so it skips
+   this step);
+3. :func:`resize_images` resizes each checked image whole to the network's input size
+   (bilinear with antialiasing, as ``tf.image.resize(..., antialias=True)``), a few rows at a
+   time so that a large photo is never copied whole to float.
+
+:meth:`helpers.Classifier.preprocess` and the map engine run these three steps, once per image
+and call. :func:`helpers.load_images` reads your own photos into the accepted form.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "as_images", "load_image", "load_images"]
-
-#: File name endings :func:`load_images` reads from a folder (case-insensitive); other files are
-#: skipped. :func:`load_image` reads any format Pillow opens, whatever the name.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+__all__ = ["as_images", "resize_image", "resize_images", "to_rgb_batch"]
 
 #: numpy dtype kinds accepted as pixel values: unsigned and signed integers, floating point.
 NUMERIC_KINDS = "uif"
@@ -150,154 +150,186 @@ def as_images(images: Any) -> list[np.ndarray] | np.ndarray:
     return [_one_image(value, f"image {index}") for index, value in enumerate(values)]
 
 
-# -- reading photos (Pillow) --------------------------------------------------------------------
+# -- values: RGB on 0..255 -----------------------------------------------------------------
 
 
-def _describe(source: Any) -> str:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"the uploaded bytes ({len(source):,} bytes)"
-    return f"{os.fspath(source)!r}"
+#: Work arrays of the value checks and the resize hold about this many float32 numbers (2 MiB),
+#: so an 8000 x 8000 photo is never copied whole to float.
+CHUNK_ELEMENTS = 1 << 19
+#: A float image whose maximum is at most this, or with fewer than :data:`MIN_SHARE_ABOVE_ONE` of
+#: its values above 1, is not clearly on the 0..255 scale: it is refused, never guessed.
+AMBIGUOUS_MAX = 2.0
+MIN_SHARE_ABOVE_ONE = 0.01
 
 
-def _to_rgb_uint8(picture: Any) -> np.ndarray:
-    """A Pillow image (EXIF orientation already applied) as RGB uint8 ``(H, W, 3)``."""
-    from PIL import Image
-
-    mode = picture.mode
-    if mode.startswith("I") or mode == "F":
-        # 16-bit grayscale ("I;16", or "I" in older Pillow): 0..65535 scaled to 0..255, not
-        # clipped. A 32-bit integer or float image is scaled by its own maximum.
-        values = np.asarray(picture, dtype=np.float64)
-        top = float(values.max(initial=0.0))
-        scale = 65535.0 if (mode.startswith("I;16") or top <= 65535.0) and mode != "F" else max(top, 1.0)
-        gray = np.clip(np.rint(values / scale * 255.0), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=-1))
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in picture.info):
-        # Transparent pixels are shown on white, as a browser shows them.
-        rgba = picture.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        picture = Image.alpha_composite(background, rgba)
-    array = np.asarray(picture.convert("RGB"), dtype=np.uint8)
-    return np.ascontiguousarray(array)
+def _row_chunks(image: np.ndarray) -> Any:
+    """Yield consecutive row blocks of an ``(H, W, C)`` image, each about :data:`CHUNK_ELEMENTS`."""
+    rows = max(1, CHUNK_ELEMENTS // max(1, image.shape[1] * image.shape[2]))
+    for start in range(0, image.shape[0], rows):
+        yield start, image[start : start + rows]
 
 
-def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
-    """Read one photo as RGB ``uint8`` ``(H, W, 3)``, the form :func:`helpers.sample_images` gives.
+def _check_one_image(array: np.ndarray, position: str) -> np.ndarray:
+    """Check that one ``(H, W, C)`` numeric array is an RGB image on the 0..255 scale.
 
-    Introduced in notebook 03 ("Your own photo"). Pillow decodes the file; the EXIF orientation a
-    phone records is applied (the photo comes out the way up it is shown); grayscale, palette,
-    CMYK and 16-bit images become RGB (16-bit values are scaled from 0..65535 to 0..255);
-    transparent pixels (RGBA, LA, palette with transparency) are composited on white.
-
-    Parameters
-    ----------
-    source
-        A path (``str`` or ``pathlib.Path``), or the bytes of a file (e.g. an upload's content).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W, 3)`` ``uint8``.
-
-    Raises
-    ------
-    FileNotFoundError
-        The path does not exist (the message names it).
-    IsADirectoryError
-        The path is a folder: use :func:`load_images`.
-    ValueError
-        The file or bytes are not an image Pillow can read (the message names the file).
-    TypeError
-        ``source`` is neither a path nor bytes.
+    Returns the array unchanged (no copy); the scale is decided for this image alone.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        opened: Any = io.BytesIO(bytes(source))
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"no such image file: {_describe(source)}")
-        if path.is_dir():
-            raise IsADirectoryError(
-                f"{_describe(source)} is a folder; use helpers.load_images(folder) for every image in it"
-            )
-        opened = path
-    else:
-        raise TypeError(
-            f"source must be a path (str or pathlib.Path) or the bytes of an image file, got "
-            f"{type(source).__name__}"
-        )
-    try:
-        with Image.open(opened) as picture:
-            picture.load()
-            picture = ImageOps.exif_transpose(picture)
-            return _to_rgb_uint8(picture)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    if array.ndim != 3 or array.shape[-1] != 3:
         raise ValueError(
-            f"cannot read {_describe(source)} as an image ({type(error).__name__}: {error}); "
-            f"expected a photo Pillow can open, e.g. JPEG or PNG"
-        ) from None
+            f"{position} has shape {array.shape}; expected an RGB image (H, W, 3). "
+            "Convert grayscale with skimage.color.gray2rgb and drop an alpha channel with image[..., :3]."
+        )
+    if array.dtype == np.uint8:
+        return array
+    is_float = array.dtype.kind == "f"
+    low, high, above_one, finite = np.inf, -np.inf, 0, True
+    for _, chunk in _row_chunks(array):  # chunked: no float copy of a whole large photo
+        if is_float and not np.all(np.isfinite(chunk)):
+            finite = False
+            break
+        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+        above_one += int(np.count_nonzero(chunk > 1))
+    kind = f"a {array.dtype} image"
+    if not finite:
+        raise ValueError(f"{position} ({kind}) contains NaN or infinite values; expected finite 0..255")
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            f"{position} ({kind}) has values in [{low:.3g}, {high:.3g}]; expected 0..255 (uint8, "
+            "or an integer or float array in that range)"
+        )
+    if high == 0.0:
+        return array  # black: the same on any scale
+    if high <= 1.0:
+        if not is_float:
+            raise ValueError(
+                f"{position} is {kind} whose values are only 0 and 1 (a mask, or the 0..1 scale); "
+                "this library takes RGB 0..255. Multiply by 255 and pass uint8."
+            )
+        raise ValueError(
+            f"{position} is {kind} with values in [{low:.3g}, {high:.3g}], which looks like "
+            "the 0..1 scale; this library takes 0..255 (as keras.applications does). "
+            "Multiply by 255 (or use skimage.util.img_as_ubyte)."
+        )
+    share = above_one / array.size
+    if is_float and (high <= AMBIGUOUS_MAX or share < MIN_SHARE_ABOVE_ONE):
+        raise ValueError(
+            f"{position} is {kind} with values in [{low:.3g}, {high:.3g}] and {share:.2%} of them "
+            "above 1: a 0..1 image that overshoots 1 (after resizing or augmentation), or a nearly "
+            "black 0..255 image? The scale is not guessed. For the 0..1 scale pass "
+            "np.clip(image, 0, 1) * 255; for 0..255 pass np.round(image).astype(np.uint8) (uint8 "
+            f"is always read as 0..255). A float image is read as 0..255 when its maximum exceeds "
+            f"{AMBIGUOUS_MAX:g} and at least {MIN_SHARE_ABOVE_ONE:.0%} of its values exceed 1."
+        )
+    return array
 
 
-def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
-    """Read several photos: ``{file stem: RGB uint8 (H, W, 3)}``, as :func:`helpers.sample_images`.
+def _checked_images(images: Any) -> list[np.ndarray] | np.ndarray:
+    """:func:`as_images` plus the RGB and 0..255 checks, per image; no conversion."""
+    shape = getattr(images, "shape", None)
+    if shape is not None and len(shape) == 2:
+        raise ValueError(
+            f"images have shape {tuple(shape)}, a grayscale image? Expected an RGB image (H, W, 3), "
+            "a batch (B, H, W, 3) or a list of (H, W, 3) arrays; convert grayscale with "
+            "skimage.color.gray2rgb"
+        )
+    if shape is not None and len(shape) not in (3, 4):
+        raise ValueError(
+            f"images have shape {tuple(shape)}; expected (B, H, W, 3), (H, W, 3) or a list of "
+            "(H, W, 3) arrays"
+        )
+    batch = as_images(images)
+    if isinstance(batch, list):
+        return [_check_one_image(image, f"image {i}") for i, image in enumerate(batch)]
+    if len(batch) == 1:
+        _check_one_image(batch[0], "the image")
+    else:  # each image of a stacked batch gets its own scale decision
+        for i, image in enumerate(batch):
+            _check_one_image(image, f"image {i} of the batch")
+    return batch
 
-    Introduced in notebook 03. Classifiers and CAM functions take the dict itself.
+
+def to_rgb_batch(images: Any) -> list[np.ndarray] | np.ndarray:
+    """Validate RGB images on the 0..255 scale, one image at a time.
 
     Parameters
     ----------
-    source
-        A folder (its image files, by name ending :data:`IMAGE_SUFFIXES`, in name order; other
-        files and sub-folders are skipped), or a list of paths (in the list's order; each must be
-        an image).
+    images
+        Any form :func:`helpers.images.as_images` accepts: one array ``(B, H, W, 3)``, one image
+        ``(H, W, 3)``, a list or tuple of images, a dict (its values in order, e.g.
+        :func:`helpers.sample_images`), or a generator of images.
 
     Returns
     -------
-    dict[str, numpy.ndarray]
-        Keyed by file name without its ending; a repeated stem gets its ending too
-        (``"cat.png"`` beside ``"cat"``).
+    numpy.ndarray or list[numpy.ndarray]
+        The batch array (a single image gets a batch axis) or a list of ``(H, W, 3)`` arrays,
+        in their own dtype (no copy: :func:`resize_images` converts a few rows at a time).
 
     Raises
     ------
-    FileNotFoundError
-        The folder, or a listed file, does not exist.
-    ValueError
-        The folder holds no image file, the list is empty, or a file cannot be read (the message
-        names it).
-    TypeError
-        ``source`` is not a path or a list of paths.
+    ValueError, TypeError
+        With what was given and what is accepted. Each image's scale is decided alone: a float
+        image in 0..1 (maximum at most 1), or one that is not clearly 0..255 (maximum at most 2,
+        or under 1% of its values above 1: e.g. a 0..1 image with one pixel at 1.02) is refused
+        with the conversion to use; integer images holding only 0 and 1 likewise.
     """
-    if isinstance(source, (str, os.PathLike)):
-        folder = Path(source)
-        if not folder.exists():
-            raise FileNotFoundError(f"no such folder or file: {_describe(source)}")
-        if not folder.is_dir():
-            return {folder.stem: load_image(folder)}
-        paths = sorted(
-            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-            key=lambda p: p.name,
-        )
-        if not paths:
-            raise ValueError(
-                f"the folder {_describe(source)} holds no image files (looked for "
-                f"{', '.join(IMAGE_SUFFIXES)})"
-            )
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        raise TypeError("load_images takes a folder or a list of paths; for bytes use load_image")
-    elif isinstance(source, Iterable):
-        paths = [Path(p) if isinstance(p, (str, os.PathLike)) else p for p in source]
-        bad = [p for p in paths if not isinstance(p, Path)]
-        if bad:
-            raise TypeError(f"a list of paths was expected; got a {type(bad[0]).__name__} in it")
-        if not paths:
-            raise ValueError("got an empty list of paths; pass at least one image file")
-    else:
-        raise TypeError(
-            f"source must be a folder or a list of paths, got {type(source).__name__}"
-        )
-    images: dict[str, np.ndarray] = {}
-    for path in paths:
-        key = path.stem if path.stem not in images else path.name
-        images[key] = load_image(path)
-    return images
+    return _checked_images(images)
+
+
+# -- the one resize ----------------------------------------------------------------------------
+
+
+def _resize_matrix(in_size: int, out_size: int) -> Any:
+    """Sparse ``(out_size, in_size)`` weights of TensorFlow's antialiased bilinear resize.
+
+    The triangle kernel of ``tf.image.resize(..., antialias=True)`` (``scale_and_translate``),
+    widened by the downscaling factor; each row sums to 1.
+    """
+    from scipy import sparse
+
+    inverse_scale = in_size / out_size
+    kernel_scale = max(inverse_scale, 1.0)
+    centers = (np.arange(out_size) + 0.5) * inverse_scale
+    first = np.clip(np.ceil(centers - kernel_scale - 0.5), 0, in_size - 1).astype(np.int64)
+    last = np.clip(np.floor(centers + kernel_scale - 0.5), 0, in_size - 1).astype(np.int64) + 1
+    sources = first[:, None] + np.arange(int((last - first).max()))[None]
+    valid = sources < last[:, None]
+    weights = np.maximum(0.0, 1.0 - np.abs((sources + 0.5 - centers[:, None]) / kernel_scale))
+    weights = np.where(valid, weights, 0.0)
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-30)
+    rows = np.broadcast_to(np.arange(out_size)[:, None], sources.shape)
+    return sparse.csr_matrix(
+        (weights[valid].astype(np.float32), (rows[valid], sources[valid])),
+        shape=(out_size, in_size),
+    )
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int], *, clip: bool = True) -> np.ndarray:
+    """Resize one ``(H, W, C)`` image to ``size`` (bilinear, antialiased as TensorFlow's): float32
+    ``(h, w, C)``, clipped to 0..255 unless ``clip=False`` (preprocessed inputs of any range).
+
+    Only one block of rows is converted to float32 at a time, so a large photo (8000 x 8000) costs
+    a few MiB beyond its own bytes, not a float copy of it.
+    """
+    out_h, out_w = size
+    height, width, channels = image.shape
+    if (height, width) == (out_h, out_w):
+        return image.astype(np.float32)
+    across = _resize_matrix(width, out_w)  # (out_w, W)
+    down = _resize_matrix(height, out_h).tocsc()  # (out_h, H), sliced by columns
+    out = np.zeros((out_h, out_w * channels), dtype=np.float32)
+    for start, block in _row_chunks(image):
+        rows = block.shape[0]
+        columns = block.astype(np.float32).transpose(1, 0, 2).reshape(width, rows * channels)
+        narrow = np.asarray(across @ columns, dtype=np.float32)  # (out_w, rows * C)
+        narrow = narrow.reshape(out_w, rows, channels).transpose(1, 0, 2).reshape(rows, -1)
+        out += np.asarray(down[:, start : start + rows] @ narrow, dtype=np.float32)
+    out = out.reshape(out_h, out_w, channels)
+    return np.clip(out, 0.0, 255.0) if clip else out
+
+
+def resize_images(images: list[np.ndarray] | np.ndarray, size: tuple[int, int], *,
+                  clip: bool = True) -> np.ndarray:
+    """Resize images already checked (:func:`as_images` or :func:`to_rgb_batch`) to ``size``:
+    float32 ``(B, h, w, C)``, each image resized alone in its own dtype (no float copy of the
+    batch); clipped to 0..255 unless ``clip=False``. Checks nothing: a caller checks once."""
+    return np.stack([resize_image(image, size, clip=clip) for image in images])

@@ -11,10 +11,22 @@ from typing import Any
 import keras
 import numpy as np
 
-__all__ = ["CAMResult", "normalize_cam", "upsample_maps"]
+from helpers.checks import integer
+
+__all__ = ["CAMResult", "normalize_cam", "resize_maps", "softmax", "upsample_maps"]
 
 #: Memory budget (number of float32 values) for one chunk of upsampled maps.
 _CHUNK_VALUES = 1 << 24
+
+
+def resize_maps(maps: Any, size: tuple[int, int]) -> Any:
+    """The one resize of maps, in ``keras.ops`` (the compiled methods use it too): ``(n, ..., h, w)``
+    → ``(n, ..., H, W)``, bilinear with half-pixel centres, no antialiasing (maps are upsampled)."""
+    ops = keras.ops
+    shape = ops.shape(maps)
+    flat = ops.reshape(maps, (-1, shape[-2], shape[-1], 1))
+    resized = ops.image.resize(flat, size, interpolation="bilinear", antialias=False)
+    return ops.reshape(resized, (-1, *shape[1:-2], size[0], size[1]))
 
 
 def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
@@ -43,14 +55,12 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive (H, W), got {size}")
     lead, (h, w) = low_res.shape[:-2], low_res.shape[-2:]
-    flat = low_res.reshape(-1, h, w, 1)
+    flat = low_res.reshape(-1, h, w)
     out = np.empty((flat.shape[0], height, width), dtype=np.float32)
     chunk = max(1, _CHUNK_VALUES // (height * width))
     for start in range(0, flat.shape[0], chunk):  # chunks only bound memory ("all" classes)
-        resized = keras.ops.image.resize(
-            flat[start : start + chunk], (height, width), interpolation="bilinear", antialias=False
-        )
-        out[start : start + chunk] = keras.ops.convert_to_numpy(resized)[..., 0]
+        resized = resize_maps(flat[start : start + chunk], (height, width))
+        out[start : start + chunk] = keras.ops.convert_to_numpy(resized)
     return out.reshape(*lead, height, width)
 
 
@@ -58,10 +68,13 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+def softmax(logits: Any, axis: int = -1) -> np.ndarray:
+    """The one softmax of numpy logits (computed in float64, returned as float32):
+    probabilities from class scores, along ``axis``."""
+    logits = np.asarray(logits)
+    shifted = logits.astype(np.float64) - logits.max(axis=axis, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return (exp / exp.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
 @dataclass(eq=False)
@@ -149,7 +162,7 @@ class CAMResult:
             if self.output_activation == "sigmoid" or self.logits.shape[-1] == 1:
                 self._probabilities = _sigmoid(self.logits)
             else:
-                self._probabilities = _softmax(self.logits)
+                self._probabilities = softmax(self.logits)
         return self._probabilities
 
     @property
@@ -168,12 +181,7 @@ class CAMResult:
 
     def class_name(self, class_id: int) -> str:
         """Name of class ``class_id``."""
-        is_int = isinstance(class_id, (int, np.integer)) and not isinstance(class_id, bool)
-        if not is_int or not 0 <= int(class_id) < len(self.class_names):
-            raise ValueError(
-                f"class id must be an int in 0..{len(self.class_names) - 1}, got {class_id!r}"
-            )
-        return self.class_names[int(class_id)]
+        return self.class_names[integer("class id", class_id, 0, len(self.class_names) - 1)]
 
     def label(self, image_index: int = 0, k: int = 0) -> str:
         """``"Egyptian cat (285), p = 0.79"`` for image ``image_index``'s ``k``-th class

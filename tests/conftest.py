@@ -47,3 +47,20 @@ def samples():
     import helpers
 
     return helpers.sample_images()
+
+
+@pytest.fixture(params=[False, True], ids=["cpu", "accelerator"])
+def chunk_size(request, monkeypatch):
+    """Set how many input values one network call takes, with the engine's accelerator flag set
+    both ways (a CPU and a GPU host choose their chunk sizes differently): ``chunk_size(n)``."""
+    import keras
+
+    from helpers._engine import devices
+
+    monkeypatch.setattr(devices, "HAS_ACCELERATOR", {keras.backend.backend(): request.param})
+
+    def set_values(values: int) -> None:
+        monkeypatch.setattr(devices, "CHUNK_INPUT_VALUES", values)
+        monkeypatch.setattr(devices, "ACCELERATOR_CHUNK_INPUT_VALUES", values)
+
+    return set_values

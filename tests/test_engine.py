@@ -62,7 +62,7 @@ def _eager_inputs(head, images, class_ids):
         selected = tf.gather(logits, class_ids, batch_dims=1)
     gradients = tape.batch_jacobian(selected, features)  # (B, K, h, w, k)
     # Score-CAM's input: the logits of the image masked by each normalised, upsampled channel.
-    masked_scores = []
+    masked_logits = []
     for b in range(len(images)):
         channels = tf.transpose(features[b], (2, 0, 1))[..., None]  # (k, h, w, 1)
         up = tf.image.resize(channels, images.shape[1:3])  # bilinear
@@ -70,13 +70,12 @@ def _eager_inputs(head, images, class_ids):
         high = tf.reduce_max(up, axis=(1, 2, 3), keepdims=True)
         masked = images[b][None] * (up - low) / (high - low + 1e-8)  # (k, H, W, C)
         pooled = head.head_model(head.feature_model(masked, training=False), training=False)
-        masked_logits = tf.matmul(pooled, head.dense.kernel) + head.dense.bias  # (k, C)
-        masked_scores.append(tf.transpose(tf.gather(masked_logits, class_ids[b], axis=1)))
+        masked_logits.append(tf.matmul(pooled, head.dense.kernel) + head.dense.bias)  # (k, C)
     return {
         "features": features, "logits": logits, "class_ids": tf.constant(class_ids),
         "kernel": head.dense.kernel, "gradients": gradients,
         "pooled_gradients": tf.reduce_sum(gradients, axis=(2, 3)),
-        "masked_scores": tf.stack(masked_scores),  # (B, K, k)
+        "masked_logits": tf.stack(masked_logits),  # (B, k, C)
     }
 
 
@@ -132,17 +131,17 @@ def test_switching_folding_off_runs_the_model_as_it_is(model, images):
 def test_chunks_are_small_on_the_cpu_and_large_on_an_accelerator(monkeypatch, images):
     """On the CPU a call's images go through the network 16 photos at a time (host memory: Binder
     gives 1-2 GB); on a GPU, 256 (the device's memory, and a GPU needs large batches)."""
-    from helpers._engine import runner
+    from helpers._engine import devices
 
     photo = 224 * 224 * 3
-    monkeypatch.setattr(runner, "_HAS_ACCELERATOR", {})
-    monkeypatch.setattr(runner, "accelerators", lambda: [])
-    assert runner.chunk_input_values() == 16 * photo
-    monkeypatch.setattr(runner, "_HAS_ACCELERATOR", {})
-    monkeypatch.setattr(runner, "accelerators", lambda: ["/physical_device:GPU:0"])
-    assert runner.chunk_input_values() == 256 * photo
-    monkeypatch.setattr(runner, "CHUNK_INPUT_VALUES", 10**9)  # the CPU's: all in one call
-    monkeypatch.setattr(runner, "ACCELERATOR_CHUNK_INPUT_VALUES", int(np.prod(images.shape[1:])))
+    monkeypatch.setattr(devices, "HAS_ACCELERATOR", {})
+    monkeypatch.setattr(devices, "accelerators", lambda: [])
+    assert devices.chunk_input_values() == 16 * photo
+    monkeypatch.setattr(devices, "HAS_ACCELERATOR", {})
+    monkeypatch.setattr(devices, "accelerators", lambda: ["/physical_device:GPU:0"])
+    assert devices.chunk_input_values() == 256 * photo
+    monkeypatch.setattr(devices, "CHUNK_INPUT_VALUES", 10**9)  # the CPU's: all in one call
+    monkeypatch.setattr(devices, "ACCELERATOR_CHUNK_INPUT_VALUES", int(np.prod(images.shape[1:])))
     before = _engine.counters["network_calls"]
     model = keras.Sequential([keras.Input(images.shape[1:]), keras.layers.Conv2D(3, 3),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])

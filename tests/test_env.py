@@ -67,5 +67,5 @@ def test_set_seed_refuses_what_numpy_cannot_take(seed, error):
     # ValueError for None), and True was taken as seed 1.
     from helpers.env import set_seed
 
-    with pytest.raises(error, match=r"seed must be an int in 0\.\.4294967295"):
+    with pytest.raises(error, match=r"seed must be an integer in 0\.\.4294967295"):
         set_seed(seed)

@@ -73,7 +73,7 @@ def test_bad_forms_are_refused_with_what_was_given(bad, error, message):
 
 from PIL import Image  # noqa: E402
 
-from helpers.images import load_image, load_images  # noqa: E402
+from helpers.data.files import load_image, load_images  # noqa: E402
 
 RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
                 [[0, 0, 0], [128, 128, 128], [255, 255, 255]]], np.uint8)  # (2, 3, 3)
@@ -169,3 +169,28 @@ def test_empty_or_missing_folder_and_bad_lists_are_clear_errors(tmp_path):
         load_images([tmp_path / "gone.png"])
     with pytest.raises(TypeError, match="list of paths"):
         load_images(3)
+
+
+def test_each_photo_is_checked_and_resized_once_per_call(lite0, samples, monkeypatch):
+    """From class_activation_maps to the network, each photo's values are checked once and it
+    is resized once (helpers.images), however the engine chunks the call."""
+    import helpers
+    from helpers import images as images_module
+
+    counts = {"checks": 0, "resizes": 0}
+    check, resize = images_module._check_one_image, images_module.resize_image
+
+    def counted_check(*args, **kwargs):
+        counts["checks"] += 1
+        return check(*args, **kwargs)
+
+    def counted_resize(*args, **kwargs):
+        counts["resizes"] += 1
+        return resize(*args, **kwargs)
+
+    monkeypatch.setattr(images_module, "_check_one_image", counted_check)
+    monkeypatch.setattr(images_module, "resize_image", counted_resize)
+    photos = list(samples.values())
+    result = helpers.class_activation_maps(lite0, photos, top_k=2)
+    assert result.num_images == len(photos) == 7
+    assert counts == {"checks": 7, "resizes": 7}

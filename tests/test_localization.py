@@ -5,16 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.localization import (
-    NO_BOX,
-    box_iou,
-    cam_to_box,
-    cams_to_boxes,
+from helpers.evaluate.boxes import NO_BOX, box_iou, cam_to_box, cams_to_boxes, scale_box
+from helpers.evaluate.localization import (
     localization_accuracy,
     localization_report,
     max_box_accuracy,
     pointing_game,
-    scale_box,
 )
 
 
@@ -231,7 +227,7 @@ def test_localization_report_rejects_mismatched_inputs():
      (-1, ValueError, r"in \(0, 1\]"),  # before: 1.0
      (float("nan"), ValueError, r"in \(0, 1\]"),  # before: 0.0
      (0, ValueError, r"in \(0, 1\]"),
-     ("0.5", TypeError, r"iou_threshold must be a real number, got str")],
+     ("0.5", TypeError, r"iou_threshold must be a finite number in \(0, 1\], got str")],
 )
 def test_localization_accuracy_refuses_iou_thresholds_outside_0_1(iou_threshold, error, message):
     truth = np.array([[0, 0, 9, 9]] * 2)
@@ -267,15 +263,15 @@ def test_no_samples_is_an_error_not_nan():
 def test_pointing_game_and_report_arguments_are_checked():
     cams, truth = _toy_report_inputs()
     for tolerance in (-1, 1.5, True):
-        with pytest.raises(ValueError, match="tolerance must be a non-negative int"):
+        with pytest.raises(ValueError, match=r"tolerance \(pixels\) must be an integer >= 0"):
             pointing_game(cams, truth, tolerance=tolerance)
     with pytest.raises(TypeError, match="labels must be integer class indices, got dtype <U1"):
         localization_report(cams, truth, labels=list("abcd"), predicted=[0, 1, 2, 3])
-    with pytest.raises(ValueError, match=r"threshold is a fraction .*got 20"):
+    with pytest.raises(ValueError, match=r"threshold must be a finite number in \[0, 1\], got int 20"):
         localization_report(cams, truth, threshold=20)
     with pytest.raises(ValueError, match=r"thresholds must be fractions in \[0, 1\]"):
         max_box_accuracy(cams, truth, thresholds=[0.2, 20])
-    with pytest.raises(ValueError, match=r"threshold is a fraction"):
+    with pytest.raises(ValueError, match=r"threshold must be a finite number in \[0, 1\]"):
         cams_to_boxes(np.zeros((0, 4, 4)), threshold=float("nan"))
 
 
@@ -285,8 +281,8 @@ def test_scale_box_refuses_a_box_outside_its_frame():
         scale_box((0, 0, 9, 9), (7, 7), (224, 224))
     with pytest.raises(ValueError, match=r"outside the 7x14 frame .*check from_size=\(height, width\)"):
         scale_box((0, 8, 13, 9), (7, 14), (224, 448))
-    with pytest.raises(TypeError, match=r"from_size must be \(height, width\) as two ints"):
+    with pytest.raises(TypeError, match=r"from_size must be \(height, width\), two integers >= 1"):
         scale_box((0, 0, 1, 1), 7, (224, 224))
-    with pytest.raises(ValueError, match=r"to_size must be positive"):
+    with pytest.raises(ValueError, match=r"to_size\[0\] \(height\) must be an integer >= 1"):
         scale_box((0, 0, 1, 1), (7, 7), (0, 224))
     assert scale_box(NO_BOX, (7, 7), (224, 224)) is None

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from helpers.cam import class_activation_maps, find_cam_head, upsample_maps
-from helpers.localization_models import evaluate_localization
-from helpers.small_models import build_small_cnn
-from helpers.synthetic import make_digit_canvases
+from helpers.evaluate.localization import evaluate_localization
+from helpers.models.small_cnn import build_small_cnn
+from helpers.data.digits import make_digit_canvases
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,8 @@ def test_gmp_maps_are_the_same_weighted_sum_but_the_identity_differs(models, ima
         assert np.abs(pooled + result.bias - result.scores).max() > 1e-2 * scale
 
 
-def test_gmp_classes_per_image_top_k_and_chunks(models, images, monkeypatch):
+def test_gmp_classes_per_image_top_k_and_chunks(models, images, chunk_size):
     from helpers import _engine
-    from helpers._engine import runner
 
     model = models["gmp"]
     labels = np.array([0, 1, 2, 3, 0])
@@ -72,7 +71,7 @@ def test_gmp_classes_per_image_top_k_and_chunks(models, images, monkeypatch):
     np.testing.assert_allclose(per_image.low_res[:, 0], every.low_res[np.arange(5), labels],
                                rtol=1e-5, atol=1e-6)
     # Images go through the network in chunks bounded in memory: 2, 2 and 1 images here.
-    monkeypatch.setattr(runner, "CHUNK_INPUT_VALUES", 2 * 24 * 24)
+    chunk_size(2 * 24 * 24)
     calls = _engine.counters["network_calls"]
     top = class_activation_maps(model, images, top_k=3)
     assert _engine.counters["network_calls"] - calls == 3

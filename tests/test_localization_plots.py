@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
-from helpers.localization import NO_BOX, localization_report, max_box_accuracy
-from helpers.localization_plots import (
+from helpers.evaluate.boxes import NO_BOX
+from helpers.evaluate.localization import localization_report, max_box_accuracy
+from helpers.plots.localization import (
     PREDICTED_BOX_COLOR,
     TRUE_BOX_COLOR,
     draw_box,

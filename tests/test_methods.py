@@ -88,11 +88,9 @@ def test_score_cam_equals_the_hand_computation():
     np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
-def test_score_cam_runs_one_forward_pass_per_channel_in_bounded_batches(monkeypatch):
-    from helpers._engine import runner
-
+def test_score_cam_runs_one_forward_pass_per_channel_in_bounded_batches(monkeypatch, chunk_size):
     model, images = _gap_model(seed=5), _images(count=2)
-    monkeypatch.setattr(runner, "CHUNK_INPUT_VALUES", 4 * 12 * 12 * 3)  # 4 masked images a call
+    chunk_size(4 * 12 * 12 * 3)  # 4 masked images a call
     before = _engine.counters["network_calls"]
     chunked = cam.score_cam(model, images, classes="all")
     # one call for the feature maps, then 2 images × ceil(6 channels / 4) masked batches
@@ -149,3 +147,57 @@ def test_per_position_gradients_of_many_classes_are_refused_with_a_reason(monkey
     with pytest.raises(ValueError, match="grad_cam_plus_plus needs the gradient at every position"
                                          ".*ask for fewer classes"):
         cam.grad_cam_plus_plus(_gap_model(), _images(), classes="all")
+
+
+# -- a method is one function and one entry ---------------------------------------------------
+
+
+def layer_cam_weights(gradients):
+    """LayerCAM (Jiang et al., TIP 2021): each position weighted by its positive gradient."""
+    return keras.ops.relu(gradients)
+
+
+def test_layer_cam_is_one_function_and_one_entry(monkeypatch):
+    """LayerCAM added as the docstring of helpers.cam says: one weights function, one entry in
+    METHODS, run by the generic entry point. On GAP → Dense, g = ∂S_c/∂f_k(x, y) = w_k^c / (h·w)
+    everywhere, so LayerCAM is Σ_k relu(w_k^c) f_k / (h·w): per-position weights, by hand."""
+    monkeypatch.setitem(cam.METHODS, "layer_cam", cam.Method("layer_cam", layer_cam_weights))
+    model, images = _gap_model(seed=3), _images(count=2)
+    result = cam.activation_maps(model, images, classes=[0, 2], method="layer_cam")
+    features = _features(model, images)  # (B, h, w, k)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("logits").kernel)[:, [0, 2]]  # (k, K)
+    height, width = features.shape[1:3]
+    want = np.einsum("bhwk,kc->bchw", features, np.maximum(kernel, 0.0)) / (height * width)
+    assert result.method == "layer_cam" and result.low_res.shape == want.shape
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-6)
+
+
+def test_weighted_sum_takes_channel_or_per_position_weights():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    channel = rng.normal(size=(2, 6, 5)).astype(np.float32)
+    per_position = np.broadcast_to(channel[:, :, None, None, :], (2, 6, 3, 4, 5)).copy()
+    want = np.einsum("bhwk,bck->bchw", features, channel)
+    for weights in (channel, per_position):
+        got = keras.ops.convert_to_numpy(cam.weighted_sum(features, weights))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    shared = keras.ops.convert_to_numpy(cam.weighted_sum(features, channel[0]))
+    np.testing.assert_allclose(shared, np.einsum("bhwk,ck->bchw", features, channel[0]),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(K, k\), \(B, K, k\) or \(B, K, h, w, k\)"):
+        cam.weighted_sum(features, np.zeros((2, 6, 3, 5), np.float32))
+
+
+def test_a_misnamed_parameter_is_refused_with_the_names_the_engine_provides():
+    def weights(A, class_ids):  # the docstring's letter, not the engine's name
+        return A
+
+    with pytest.raises(ValueError, match="'A'") as error:
+        cam.Method("mine", weights)
+    for name in ("features", "kernel", "class_ids", "logits", "pooled_gradients", "gradients",
+                 "masked_logits"):
+        assert name in str(error.value)
+    with pytest.raises(ValueError, match="needs masks="):
+        cam.Method("masked", lambda masked_logits: masked_logits)
+    with pytest.raises(ValueError, match="unknown method 'layercam'"):
+        cam.activation_maps(_gap_model(seed=1), _images(count=1), method="layercam")

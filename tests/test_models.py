@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers import models
+from helpers.models import applications, lite0, weights_cache
 
 
 def _top(classifier, image, k=5):
@@ -22,7 +22,7 @@ def _top(classifier, image, k=5):
 
 
 def test_lite0_architecture():
-    model = models.build_efficientnet_lite0()
+    model = lite0.build_efficientnet_lite0()
     assert model.count_params() == 4_694_024
     assert model.get_layer("top_relu").output.shape[1:] == (7, 7, 1280)
     assert type(model.get_layer("avg_pool")).__name__ == "GlobalAveragePooling2D"
@@ -30,8 +30,8 @@ def test_lite0_architecture():
 
 @pytest.mark.parametrize("num_classes, error", [(0, ValueError), (10.0, TypeError)])
 def test_lite0_num_classes_is_checked(num_classes, error):
-    with pytest.raises(error, match="num_classes must be a positive int"):
-        models.build_efficientnet_lite0(num_classes)
+    with pytest.raises(error, match="num_classes must be an integer >= 1"):
+        lite0.build_efficientnet_lite0(num_classes)
 
 
 def test_chelsea_is_a_cat(lite0, samples):
@@ -104,7 +104,7 @@ def test_bad_images_get_clear_errors(lite0, bad, message):
 def test_class_names(lite0):
     assert lite0.class_name(285) == "Egyptian cat"
     assert lite0.class_name(967) == "espresso"
-    names = helpers.imagenet.imagenet_class_names()
+    names = helpers.models.imagenet.imagenet_class_names()
     assert len(names) == 1000 and names[0] == "tench" and names[999] == "toilet tissue"
     with pytest.raises(ValueError, match="0..999"):
         lite0.class_name(1000)
@@ -157,7 +157,7 @@ def test_partial_keras_download_offline_fails_fast_and_is_kept(name, monkeypatch
 
 def test_network_probe_answers_false_on_unreachable_or_hanging_hosts(monkeypatch):
     # A closed port on this machine's loopback: refused.
-    assert models._network_reachable(("127.0.0.1", 9), timeout=2.0) is False
+    assert applications._network_reachable(("127.0.0.1", 9), timeout=2.0) is False
     # A connection that never answers: the probe gives up at its timeout instead of hanging.
     never = threading.Event()
 
@@ -166,7 +166,7 @@ def test_network_probe_answers_false_on_unreachable_or_hanging_hosts(monkeypatch
         raise OSError("released at the end of the test")
 
     monkeypatch.setattr(socket, "create_connection", hang)
-    assert models._network_reachable(("192.0.2.1", 443), timeout=0.05) is False
+    assert applications._network_reachable(("192.0.2.1", 443), timeout=0.05) is False
     never.set()
 
 
@@ -186,9 +186,9 @@ def test_cache_is_built_verified_and_rebuilt(monkeypatch, tmp_path, samples):
     assert path.stat().st_mtime_ns == modified  # valid cache: not rebuilt
 
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncate it
-    assert not models._cache_is_valid(path)
+    assert not weights_cache.cache_is_valid(path)
     helpers.prepare_offline_model()
-    assert models._cache_is_valid(path)
+    assert weights_cache.cache_is_valid(path)
     classifier = helpers.load_classifier("efficientnet_lite0")
     assert classifier.predict(samples["coffee"], top=1)[0][0].class_id == 967
 
@@ -253,9 +253,9 @@ def test_images_may_be_a_dict_or_a_generator_but_not_a_path(lite0, samples, tmp_
 @pytest.mark.parametrize("keyword, value, error", [("top", 0, ValueError), ("top", 2.5, TypeError),
                                                      ("top", True, TypeError)])
 def test_predict_arguments_are_checked(lite0, samples, keyword, value, error):
-    with pytest.raises(error, match=f"{keyword} must be a positive int"):
+    with pytest.raises(error, match=f"{keyword} must be an integer in 1..1000"):
         lite0.predict(samples["coffee"], **{keyword: value})
-    with pytest.raises(error, match="batch_size must be a positive int"):
+    with pytest.raises(error, match="batch_size must be an integer >= 1"):
         lite0.logits(samples["coffee"], batch_size=value)
 
 
@@ -301,8 +301,8 @@ def test_cache_files_are_readable_by_other_users(monkeypatch, tmp_path):
     # A manifest that is valid JSON but not an object: healed, not an AttributeError.
     manifest = path.with_name(path.name + ".json")
     manifest.write_text("[1, 2, 3]")
-    assert not models._cache_is_valid(path)
-    assert helpers.prepare_offline_model() == path and models._cache_is_valid(path)
+    assert not weights_cache.cache_is_valid(path)
+    assert helpers.prepare_offline_model() == path and weights_cache.cache_is_valid(path)
 
     # A killed conversion's leftovers are removed once clearly abandoned; a fresh one is kept.
     stale, fresh = tmp_path / ".tmp-abc.weights.h5", tmp_path / ".tmp-def.weights.h5"
@@ -322,7 +322,7 @@ def test_unwritable_cache_falls_back_per_user_then_in_memory(monkeypatch, tmp_pa
     (tmp_path / "tmp").mkdir()
     with pytest.warns(RuntimeWarning, match=r"cannot be written.*using .*gap-cam-"):
         path = helpers.prepare_offline_model()
-    assert path.parent == models.fallback_cache_dir() and models._cache_is_valid(path)
+    assert path.parent == weights_cache.fallback_cache_dir() and weights_cache.cache_is_valid(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once, not on every load
         assert helpers.prepare_offline_model() == path
@@ -345,4 +345,4 @@ def test_read_only_cache_directory_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("GAPCAM_CACHE_DIR", str(read_only))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.warns(RuntimeWarning, match="cannot be written"):
-        assert helpers.prepare_offline_model().parent == models.fallback_cache_dir()
+        assert helpers.prepare_offline_model().parent == weights_cache.fallback_cache_dir()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
-from helpers import cam, plotting
+from helpers import cam
+from helpers.plots import cam as plotting
 
 
 @pytest.fixture()

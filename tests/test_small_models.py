@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.small_models import (
+from helpers.models.small_cnn import (
     HEADS,
     build_head,
     build_small_cnn,
@@ -106,7 +106,7 @@ def test_batch_norm_dropout_and_hidden_options():
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_a_few_training_steps_lower_the_loss(batch_norm):
-    from helpers.synthetic import make_digit_canvases
+    from helpers.data.digits import make_digit_canvases
 
     data = make_digit_canvases(64, canvas_size=32, digit_size=(12, 16), seed=0)
     model = compile_classifier(
@@ -134,23 +134,23 @@ def test_a_few_training_steps_lower_the_loss(batch_norm):
         (lambda: build_small_cnn((44, 44, 1)), ValueError, r"\(44, 44, 1\).*divisible by 8"),
         (lambda: build_small_cnn((48, 48)), ValueError, r"input_shape must be \(height, width"),
         (lambda: build_small_cnn(widths=()), ValueError, r"widths must be a non-empty"),
-        (lambda: build_small_cnn(widths=(8, 0)), ValueError, r"each of widths must be a positive"),
-        (lambda: build_small_cnn(dropout=1.0), ValueError, r"dropout must be a rate in \[0, 1\)"),
+        (lambda: build_small_cnn(widths=(8, 0)), ValueError, r"each of widths must be an integer >= 1"),
+        (lambda: build_small_cnn(dropout=1.0), ValueError, r"dropout \(a rate\) must be a finite number in \[0, 1\)"),
         (lambda: build_small_cnn(batch_norm="yes"), TypeError, r"batch_norm must be True or False"),
-        (lambda: build_small_cnn(seed=0.5), TypeError, r"seed must be an int or None"),
-        (lambda: build_small_cnn(num_classes=0), ValueError, r"num_classes must be a positive"),
+        (lambda: build_small_cnn(seed=0.5), TypeError, r"seed must be an integer >= 0"),
+        (lambda: build_small_cnn(num_classes=0), ValueError, r"num_classes must be an integer >= 1"),
         (lambda: head_parameter_counts((7, 7), 10), ValueError, r"feature_shape must be"),
         (lambda: head_parameter_counts((7, 7, 512), 10, hidden=0), ValueError, r"hidden must be"),
         (lambda: build_head((7, 7, 512), 10, head="max"), ValueError, r"head must be one of"),
         (lambda: compile_classifier("model"), TypeError, r"expected a keras.Model, got str"),
         (lambda: compile_classifier(build_head((2, 2, 2), 2), learning_rate=0), ValueError,
-         r"learning_rate must be a positive finite number, got 0"),
+         r"learning_rate must be a finite number > 0, got int 0"),
         # Before: the four below failed inside Python or Keras, or were accepted.
         (lambda: build_head(7, 10), ValueError, r"feature_shape must be \(height, width, channels\)"),
         (lambda: build_small_cnn(48), ValueError, r"input_shape must be \(height, width"),
-        (lambda: build_small_cnn(seed=-3), ValueError, r"seed must be a non-negative int or None"),
+        (lambda: build_small_cnn(seed=-3), ValueError, r"seed must be an integer >= 0"),
         (lambda: compile_classifier(build_head((2, 2, 2), 2), learning_rate=float("inf")),
-         ValueError, r"learning_rate must be a positive finite number, got inf"),
+         ValueError, r"learning_rate must be a finite number > 0, got float inf"),
     ],
 )
 def test_bad_arguments_are_explained(call, error, message):
@@ -179,5 +179,5 @@ def test_poolings_keeps_a_finer_feature_map():
 
 @pytest.mark.parametrize("poolings", [4, -1, True, 1.0])
 def test_poolings_out_of_range_is_explained(poolings):
-    with pytest.raises(ValueError, match=r"poolings must be an int in 0\.\.3"):
+    with pytest.raises(ValueError, match=r"poolings \(for 4 widths\) must be an integer in 0\.\.3"):
         build_small_cnn(poolings=poolings)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import synthetic
-from helpers.synthetic import DigitCanvases, digit_source_split, make_digit_canvases
+from helpers.data import digits as synthetic
+from helpers.data.digits import DigitCanvases, digit_source_split, make_digit_canvases
 
 
 def _digit_labels() -> np.ndarray:
@@ -158,24 +158,24 @@ def test_scaling_is_bilinear_like_skimage():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        (dict(n=0), ValueError, r"n must be an integer >= 1, got 0"),
+        (dict(n=0), ValueError, r"n must be an integer >= 1, got int 0"),
         (dict(n=2.5), TypeError, r"n must be an integer"),
-        (dict(canvas_size=6), ValueError, r"canvas_size must be an integer >= 8, got 6"),
-        (dict(digit_size=60), ValueError, r"digit_size must satisfy 8 <= low <= high"),
+        (dict(canvas_size=6), ValueError, r"canvas_size must be an integer >= 8, got int 6"),
+        (dict(digit_size=60), ValueError, r"digit_size must be an integer in 8\.\.48, got int 60"),
         (dict(digit_size=(20, 10)), ValueError, r"got \(20, 10\)"),
-        (dict(digit_size="big"), TypeError, r"digit_size must be an int or a pair"),
+        (dict(digit_size="big"), TypeError, r"digit_size must be an integer in 8\.\.48, got str"),
         (dict(positions="corner"), ValueError, r"positions must be one of .*'corner'"),
         (dict(offset=(0, 3)), ValueError, r"positions='center' only"),
         (dict(positions="center", offset=(0, 20)), ValueError, r"off the 48-pixel canvas"),
         (dict(positions="center", offset=5), TypeError, r"offset must be a pair"),
         (dict(positions="center", jitter=-1), ValueError, r"jitter must be an integer >= 0"),
         (dict(clutter=-2), ValueError, r"clutter must be an integer >= 0"),
-        (dict(noise=-0.1), ValueError, r"noise must be in \[0.0, 1.0\], got -0.1"),
+        (dict(noise=-0.1), ValueError, r"noise must be a finite number in \[0, 1\], got float -0.1"),
         (dict(channels=2), ValueError, r"channels must be 1 or 3, got 2"),
         (dict(split="validation"), ValueError, r"split must be one of .*'validation'"),
         (dict(test_fraction=1.0), ValueError, r"strictly between 0 and 1"),
-        (dict(ink_threshold=1.0), ValueError, r"ink_threshold must be below 1"),
-        (dict(seed=1.5), TypeError, r"seed must be an int, got 1.5"),
+        (dict(ink_threshold=1.0), ValueError, r"ink_threshold must be a finite number in \[0, 1\)"),
+        (dict(seed=1.5), TypeError, r"seed must be an integer >= 0, got float 1.5"),
     ],
 )
 def test_bad_arguments_are_explained(kwargs, error, message):
@@ -187,5 +187,5 @@ def test_bad_arguments_are_explained(kwargs, error, message):
 @pytest.mark.parametrize("seed, error", [(-1, ValueError), (None, TypeError), (1.5, TypeError)])
 def test_a_negative_or_missing_seed_is_refused_by_name(seed, error):
     # Before: seed=-1 failed inside numpy ("expected non-negative integer") without naming it.
-    with pytest.raises(error, match=r"seed must be (an int, got (None|1.5)|a non-negative int, got -1)"):
+    with pytest.raises(error, match=r"seed must be an integer >= 0, got (NoneType None|float 1.5|int -1)"):
         make_digit_canvases(4, seed=seed)

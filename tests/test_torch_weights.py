@@ -10,8 +10,8 @@ import pickle
 import numpy as np
 import pytest
 
-from helpers.models import _lite0_source_file
-from helpers.torch_weights import (
+from helpers.models.lite0 import _lite0_source_file
+from helpers.models.torch_weights import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
     WeightsFileError,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers.models import resize_image
-from helpers.photo_composites import BACKGROUNDS, OBJECT_CROPS, object_crop
-from helpers.transfer import pooled_features
+from helpers.images import resize_image
+from helpers.data.composites import BACKGROUNDS, OBJECT_CROPS, object_crop
+from helpers.models.transfer import pooled_features
 
 SMALL = 64  # composites for the data tests; the model tests need the classifier's 224
 
@@ -221,7 +221,7 @@ def test_fit_transfer_head_refuses_what_it_cannot_train(lite0, transfer_model):
 def test_build_transfer_model_refuses_bad_arguments(lite0):
     with pytest.raises(TypeError, match="Classifier"):
         helpers.build_transfer_model(lite0.model, 3)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         helpers.build_transfer_model(lite0, 1)
     with pytest.raises(TypeError):
         helpers.build_transfer_model(lite0, 2.0)

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import cam
 from helpers.models import Classifier
-from helpers.trust import deletion_insertion, randomize_layers
+from helpers.evaluate.trust import deletion_insertion, randomize_layers
 
 
 def _redness_classifier() -> Classifier:

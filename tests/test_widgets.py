@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from helpers import _engine, cam
-from helpers.localization import cam_to_box
-from helpers.widgets import cam_explorer
+from helpers.evaluate.boxes import cam_to_box
+from helpers.plots.explorer import cam_explorer
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 
@@ -120,7 +120,7 @@ import re  # noqa: E402
 import ipywidgets  # noqa: E402
 from PIL import Image as PILImage  # noqa: E402
 
-from helpers.widgets import KERNEL_GONE, uploaded_files  # noqa: E402
+from helpers.plots.explorer import KERNEL_GONE, uploaded_files  # noqa: E402
 
 IPYWIDGETS_MAJOR = int(ipywidgets.__version__.split(".")[0])
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -220,7 +220,7 @@ def test_ipython_displays_the_widget_and_the_fallback(explorer, caplog):
 def test_the_explorer_always_says_what_to_do_when_its_kernel_is_gone(explorer):
     """After a kernel restart the front end keeps the sliders and they still move; the line under
     the picture is what tells the reader to rerun the cell."""
-    from helpers.widgets import KERNEL_GONE
+    from helpers.plots.explorer import KERNEL_GONE
 
     def texts(widget):
         yield getattr(widget, "value", "") if isinstance(getattr(widget, "value", ""), str) else ""

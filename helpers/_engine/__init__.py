@@ -6,16 +6,20 @@ general. Modules:
 * :mod:`~helpers._engine.graph`: walk Keras Functional graphs (the only place that reads Keras'
   private graph attributes), inline nested models, fold BatchNormalization into convolutions;
 * :mod:`~helpers._engine.heads`: the one head finder (:func:`find_head`, :class:`CAMHead`);
-* :mod:`~helpers._engine.inputs`: images checked, then preprocessed a chunk at a time;
-  requested classes to a plan;
+* :mod:`~helpers._engine.inputs`: images checked once (by :mod:`helpers.images`), then
+  resized and normalised a chunk at a time; requested classes to a plan;
+* :mod:`~helpers._engine.devices`: which accelerators the backend sees, and the chunk size;
 * :mod:`~helpers._engine.compile`: compiling per backend, the one cache, precision, counters;
 * :mod:`~helpers._engine.autodiff`: pooled and per-position gradients per backend;
 * :mod:`~helpers._engine.runner`: the two programs per method and request, the chunk size
   (small on the CPU, large on a GPU), and :func:`run`.
 
-Internal API (what ``helpers`` modules, the benchmark and the tests may use):
+The engine imports only :mod:`helpers.checks`, :mod:`helpers.images` and :mod:`helpers.maps`.
+Internal API (what :mod:`helpers.cam`, the benchmark and the tests may use; every other module
+goes through :mod:`helpers.cam`):
 
 * ``run(method, model, images, classes, top_k, layer, *, upsample, dtype)`` → ``CAMResult``;
+* ``INPUTS``: the names a method's weights function may read, and what each is;
 * ``programs(method, model, plan, layer)`` → ``(network, method program)``, with
   ``Plan(classes, count, size, precision)``; ``to_numpy(outputs)``;
 * ``find_head(model, layer, *, pooling)``, ``CAMHead``, ``keras_model_of(model)``;
@@ -35,9 +39,10 @@ from helpers._engine.compile import (
 )
 from helpers._engine.graph import count_folded, fold_batch_norm
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
-from helpers._engine.runner import Plan, programs, run, to_numpy
+from helpers._engine.runner import INPUTS, Plan, programs, run, to_numpy
 
 __all__ = [
+    "INPUTS",
     "PRECISIONS",
     "CAMHead",
     "Plan",

@@ -22,7 +22,7 @@ import numpy as np
 
 from helpers._engine.graph import describe, flatten_model, producer, single_input, walk_back
 
-__all__ = ["CAMHead", "find_head", "keras_model_of"]
+__all__ = ["CAMHead", "find_head", "is_classifier", "keras_model_of"]
 
 #: Layers that are the identity at inference and may sit between the pooling and the Dense layer.
 PASS_THROUGH = (
@@ -122,11 +122,18 @@ class CAMHead:
         return int(shape[0] if self.channels_first else shape[-1])
 
 
+def is_classifier(model: Any) -> bool:
+    """Whether ``model`` is a :class:`helpers.Classifier`, or anything shaped like one: a Keras
+    ``model``, its ``input_size`` ``(H, W)`` and ``normalize`` (RGB 0..255 to the model's scale).
+    (By shape, so that the engine does not depend on :mod:`helpers.models`.)"""
+    return (isinstance(getattr(model, "model", None), keras.Model)
+            and hasattr(model, "input_size") and callable(getattr(model, "normalize", None)))
+
+
 def keras_model_of(model: Any) -> keras.Model:
-    """The Keras model of a :class:`helpers.Classifier`, or the model itself."""
-    inner = getattr(model, "model", None)
-    if isinstance(inner, keras.Model) and hasattr(model, "preprocess"):
-        return inner
+    """The one way to get the Keras model: a Classifier's ``model``, or the model itself."""
+    if is_classifier(model):
+        return model.model
     if isinstance(model, keras.Model):
         return model
     raise TypeError(

@@ -9,74 +9,81 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import numpy as np
 
 from helpers._engine.graph import graph_endpoints
-from helpers._engine.heads import keras_model_of
-from helpers.images import as_images
-from helpers.models import resize_image, to_rgb_batch
+from helpers._engine.heads import is_classifier, keras_model_of
+from helpers.checks import integer
+from helpers.images import as_images, resize_images, to_rgb_batch
 
-__all__ = ["Classes", "Images", "class_names", "image_source", "is_integer", "prepare_images",
-           "resolve_classes"]
-
-
-def prepare_images(model: Any, images: Any) -> np.ndarray:
-    """Preprocessed float32 batch ``(B, H, W, C)`` for the Keras model.
-
-    A Classifier preprocesses (checks RGB 0..255, resizes, normalises). A bare Keras model gets
-    its inputs as they are, in any form :func:`helpers.images.as_images` accepts; a list is
-    resized to the model's input size (values not clipped: they may be preprocessed already).
-    """
-    if _is_classifier(model):
-        return np.asarray(model.preprocess(images), dtype=np.float32)  # it refuses NaN itself
-    batch = _bare_batch(as_images(images), _expected_shape(model), keras_model_of(model).name)
-    if not np.all(np.isfinite(batch)):
-        raise ValueError("images contain NaN or infinite values")
-    return batch
-
-
-def _is_classifier(model: Any) -> bool:
-    return hasattr(model, "preprocess") and isinstance(getattr(model, "model", None), keras.Model)
+__all__ = ["Classes", "Images", "class_names", "image_source", "resolve_classes"]
 
 
 @dataclass(frozen=True)
 class Images:
-    """The images of one call, checked, and preprocessed a chunk at a time: ``images[a:b]`` is
-    the float32 batch of images ``a`` to ``b - 1``. (A float32 copy of every image at once, with
-    the resizing's temporaries, added 330 MiB to notebook 05's kernel for 200 photos; Binder
-    gives a session 1-2 GB.)"""
+    """The images of one call, checked once, and preprocessed a chunk at a time: ``images[a:b]``
+    is the float32 batch of images ``a`` to ``b - 1``, resized (and, for a Classifier,
+    normalised) now. One chunk at a time, because a float32 copy of every photo at once, with the
+    resize's temporaries, would fill a small kernel's memory for a few hundred photos."""
 
     model: Any
-    source: Sequence[np.ndarray]  # an array (B, H, W, C) or a list of (H, W, C) arrays
+    source: Sequence[np.ndarray]  # checked: an array (B, H, W, C) or a list of (H, W, C) arrays
     shape: tuple[int, ...]  # one preprocessed image (H, W, C)
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, index: slice) -> np.ndarray:
-        return prepare_images(self.model, self.source[index])
+        part = self.source[index]
+        if is_classifier(self.model):
+            resized = resize_images(part, self.model.input_size)
+            return np.asarray(self.model.normalize(resized), dtype=np.float32)
+        if isinstance(part, list):
+            resized = resize_images(part, self.shape[:2], clip=False) if self._fixed else part
+            return np.stack(resized).astype(np.float32, copy=False)
+        return np.asarray(part, dtype=np.float32)
+
+    @property
+    def _fixed(self) -> bool:
+        return _fixed_size(self.model) is not None
 
 
 def image_source(model: Any, images: Any) -> Images:
-    """Check every image of ``images`` for ``model`` now (what :func:`prepare_images` would
-    refuse, with the index of the image in the whole call), and return them to be preprocessed
-    a chunk at a time."""
-    if _is_classifier(model):
-        source = to_rgb_batch(images)  # RGB on 0..255, each image's scale decided alone
-    else:
-        source = as_images(images)
-        expected = _expected_shape(model)
-        fixed = expected is not None and expected[0] is not None and expected[1] is not None
-        if isinstance(source, list) and not fixed and len({image.shape for image in source}) > 1:
+    """Check every image of ``images`` for ``model`` once, now (with the index of a bad image in
+    the whole call), and return them to be preprocessed a chunk at a time.
+
+    A Classifier gets RGB on 0..255 (:func:`helpers.images.to_rgb_batch`), resized whole to its
+    input size and normalised. A bare Keras model gets its inputs as they are (they may be
+    preprocessed already: any range, not clipped), in any form :func:`helpers.images.as_images`
+    accepts; a list is resized to the model's input size."""
+    if is_classifier(model):
+        source = to_rgb_batch(images)
+        return Images(model, source, (*model.input_size, 3))
+    source = as_images(images)
+    for image in source:
+        if not np.issubdtype(image.dtype, np.integer) and not np.all(np.isfinite(image)):
+            raise ValueError("images contain NaN or infinite values")
+    size = _fixed_size(model)
+    if isinstance(source, list):
+        shapes = {image.shape if size is None else image.shape[2:] for image in source}
+        if len(shapes) > 1:
             raise ValueError(
                 "images of different sizes need a model with a fixed input size, or a "
                 f"helpers.Classifier; got shapes {sorted({image.shape for image in source})}"
             )
-        for image in source:
-            if not np.issubdtype(image.dtype, np.integer) and not np.all(np.isfinite(image)):
-                raise ValueError("images contain NaN or infinite values")
-    return Images(model, source, tuple(prepare_images(model, source[:1]).shape[1:]))
+        shape = (*size, source[0].shape[2]) if size is not None else source[0].shape
+    else:
+        shape = tuple(source.shape[1:])
+    expected = _expected_shape(model)
+    for axis, (got, want) in enumerate(zip(shape, expected or ())):
+        if want is not None and got != want:
+            raise ValueError(
+                f"images have shape {tuple(shape)}, model {keras_model_of(model).name!r} expects "
+                f"{tuple(expected)} (axis {axis + 1} differs). A bare Keras model gets images "
+                "already preprocessed; pass a list of arrays to have them resized, or use a "
+                "helpers.Classifier, which resizes and normalises."
+            )
+    return Images(model, source, tuple(int(s) for s in shape))
 
 
 def _expected_shape(model: Any) -> tuple | None:
@@ -84,32 +91,12 @@ def _expected_shape(model: Any) -> tuple | None:
     return tuple(keras_model.inputs[0].shape[1:]) if graph_endpoints(keras_model) else None
 
 
-def _bare_batch(images: Any, expected: tuple | None, name: str) -> np.ndarray:
-    if isinstance(images, list):
-        if expected is not None and expected[0] is not None and expected[1] is not None:
-            size = (int(expected[0]), int(expected[1]))
-            images = [resize_image(image, size, clip=False) for image in images]
-        if len({image.shape for image in images}) != 1:
-            raise ValueError(
-                "images of different sizes need a model with a fixed input size, or a "
-                f"helpers.Classifier; got shapes {sorted({image.shape for image in images})}"
-            )
-        images = np.stack(images)
-    batch = np.asarray(images, dtype=np.float32)
-    if expected is not None:
-        for axis, (got, want) in enumerate(zip(batch.shape[1:], expected)):
-            if want is not None and got != want:
-                raise ValueError(
-                    f"images have shape {batch.shape[1:]}, model {name!r} expects "
-                    f"{tuple(expected)} (axis {axis + 1} differs). A bare Keras model gets images "
-                    "already preprocessed; pass a list of arrays to have them resized, or use a "
-                    "helpers.Classifier, which resizes and normalises."
-                )
-    return batch
-
-
-def is_integer(value: Any) -> bool:
-    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+def _fixed_size(model: Any) -> tuple[int, int] | None:
+    """The bare model's input (H, W) when both are fixed, else None."""
+    expected = _expected_shape(model)
+    if expected is None or expected[0] is None or expected[1] is None:
+        return None
+    return int(expected[0]), int(expected[1])
 
 
 @dataclass(frozen=True)
@@ -128,12 +115,9 @@ def resolve_classes(classes: Any, top_k: int | None, batch: int, num_classes: in
             raise ValueError(
                 f"pass either classes (got {classes!r}) or top_k (got {top_k!r}), not both"
             )
-        if not is_integer(top_k):
-            raise TypeError(f"top_k must be an integer, got {type(top_k).__name__} {top_k!r}")
-        if not 1 <= int(top_k) <= num_classes:
-            raise ValueError(f"top_k must be in 1..{num_classes}, got {top_k}")
+        top_k = integer("top_k", top_k, 1, num_classes)
     if classes is None:
-        return Classes("top", 1 if top_k is None else int(top_k))
+        return Classes("top", 1 if top_k is None else top_k)
     if isinstance(classes, str):
         if classes != "all":
             raise ValueError(
@@ -141,7 +125,7 @@ def resolve_classes(classes: Any, top_k: int | None, batch: int, num_classes: in
                 "a sequence of class ids, or a (B, K) array of class ids per image"
             )
         return Classes("all", num_classes)
-    if is_integer(classes):
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, (bool, np.bool_)):
         classes = [classes]
     try:
         array = np.asarray(classes)

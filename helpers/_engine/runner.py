@@ -1,14 +1,16 @@
-"""Running a map method: the two compiled programs, the batches, the result.
+"""Running a map method: the compiled programs, the batches, the result.
 
 Part of the private CAM engine (:mod:`helpers._engine`). A method (see :mod:`helpers.cam`) is an
-object with ``name``, ``inputs`` (the names of what its weights function reads),
-``pooling_head`` (whether it needs a GAP/GMP → Dense head) and ``maps(available)`` (its channel
-weights and the weighted sum, in ``keras.ops``). The engine runs it as two programs, each
-compiled once per model and kind of request:
+object with ``name``, ``inputs`` (the names of what its weights function reads, from
+:data:`INPUTS`), ``pooling_head`` (whether it needs a GAP/GMP → Dense head), ``masks`` (for
+methods that read ``masked_logits``: the function that turns channel maps into input masks) and
+``maps(available)`` (its weights and the weighted sum, in ``keras.ops``). The engine runs it as
+programs compiled once per model and kind of request:
 
 1. the network: images → feature map ``A`` ``(B, h, w, k)``, float32, channels last (in the
    requested precision, BatchNormalization folded);
-2. the method: logits from ``A`` through the head, the class choice, the method's inputs
+2. for ``masked_logits`` only: the network again on the image times each of ``method.masks``;
+3. the method: logits from ``A`` through the head, the class choice, the method's inputs
    (gradients by automatic differentiation only when it reads them), ``method.maps`` and the
    optional upsampling, on the device, in float32.
 """
@@ -26,15 +28,26 @@ from helpers._engine.autodiff import BACKENDS, class_gradients
 from helpers._engine.compile import (
     PRECISIONS, cached, compile_function, counters, inference_model, network_program, traced,
 )
+from helpers._engine.devices import chunk_input_values
 from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
 from helpers._engine.inputs import Classes, Images, class_names, image_source, resolve_classes
-from helpers.env import accelerators
-from helpers.maps import CAMResult
+from helpers.checks import flag
+from helpers.maps import CAMResult, resize_maps
 
-__all__ = ["GRADIENT_INPUTS", "Plan", "check_precision", "masked_logits", "programs", "run",
-           "to_numpy"]
+__all__ = ["GRADIENT_INPUTS", "INPUTS", "Plan", "check_precision", "masked_logits", "programs",
+           "run", "to_numpy"]
 
+#: What the engine can pass a weights function, by parameter name.
+INPUTS = {
+    "features": "A, the target layer's feature maps (B, h, w, k)",
+    "kernel": "the Dense kernel (k, C); needs a pooling head",
+    "class_ids": "the requested class ids (B, K), or None for every class in id order",
+    "logits": "the logits (B, C)",
+    "pooled_gradients": "Σ_{x,y} ∂S_c/∂A_k(x, y) (B, K, k)",
+    "gradients": "∂S_c/∂A_k(x, y) (B, K, h, w, k)",
+    "masked_logits": "the logits of the input times each of the method's masks (B, k, C)",
+}
 #: Method inputs computed by automatic differentiation.
 GRADIENT_INPUTS = ("gradients", "pooled_gradients")
 #: Most masked images per forward pass of Score-CAM (its batches are full-size network passes).
@@ -43,18 +56,6 @@ MASK_BATCH = 16
 GRADIENT_VALUES = 1 << 26
 #: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
 UPSAMPLE_LIMIT = 1 << 28
-#: On the CPU, images go through the network in chunks of at most this many input values (16
-#: photos at 224 × 224), split evenly. A batch's activations, not its input, fill memory, and
-#: TensorFlow's CPU allocator keeps the largest it has needed: notebook 05's steps, run as a
-#: script, peaked 375 MiB higher with 55 photos a chunk than with 16 (Binder gives a session
-#: 1-2 GB). CAM of 32 photos then takes 1.04× (ResNet-50) and 1.03× (EfficientNet-Lite0) of
-#: classifying them in one call, where 55 a chunk gave 1.01× and 1.07× (README "Performance").
-CHUNK_INPUT_VALUES = 16 * 224 * 224 * 3
-#: On a GPU or TPU (the device's own memory, not the host's) chunks hold up to 256 photos: a GPU
-#: needs large batches to be busy.
-ACCELERATOR_CHUNK_INPUT_VALUES = 256 * 224 * 224 * 3
-
-
 @dataclass(frozen=True)
 class Plan:
     """What a method program computes: ``classes`` ("top", "given" or "all"), ``count`` (K),
@@ -64,19 +65,6 @@ class Plan:
     count: int
     size: tuple[int, int] | None
     precision: str
-
-
-#: Whether the backend sees a GPU or TPU, asked once per backend.
-_HAS_ACCELERATOR: dict[str, bool] = {}
-
-
-def chunk_input_values() -> int:
-    """Input values per network call: :data:`ACCELERATOR_CHUNK_INPUT_VALUES` when the Keras
-    backend sees a GPU or TPU, else :data:`CHUNK_INPUT_VALUES`."""
-    backend = keras.backend.backend()
-    if backend not in _HAS_ACCELERATOR:
-        _HAS_ACCELERATOR[backend] = bool(accelerators())
-    return ACCELERATOR_CHUNK_INPUT_VALUES if _HAS_ACCELERATOR[backend] else CHUNK_INPUT_VALUES
 
 
 def check_precision(dtype: Any) -> str:
@@ -91,8 +79,7 @@ def check_precision(dtype: Any) -> str:
 
 
 def _check_upsample(upsample: Any, batch: int, count: int, size: tuple[int, int]) -> None:
-    if not isinstance(upsample, (bool, np.bool_)):
-        raise TypeError(f"upsample must be True or False, got {type(upsample).__name__}")
+    flag("upsample", upsample)
     values = batch * count * size[0] * size[1]
     if upsample and values > UPSAMPLE_LIMIT:
         raise ValueError(
@@ -141,20 +128,11 @@ def _choose(plan: Plan, given: Any, logits: Any) -> Any:
     return ops.cast(given, "int32")
 
 
-def _upsample(low_res: Any, size: tuple[int, int]) -> Any:
-    """``(B, K, h, w)`` → ``(B, K, H, W)``, bilinear, as :func:`helpers.upsample_maps`."""
-    ops = keras.ops
-    shape = ops.shape(low_res)
-    flat = ops.reshape(low_res, (-1, shape[2], shape[3], 1))
-    maps = ops.image.resize(flat, size, interpolation="bilinear", antialias=False)
-    return ops.reshape(maps, (-1, shape[1], size[0], size[1]))
-
-
 def _method(method: Any, head: CAMHead, plan: Plan, features: Any, given: Any,
             masked: Any = None) -> dict[str, Any]:
-    """Stage 2: logits, class choice, the method's inputs, its maps, optional upsampling.
+    """Stage 3: logits, class choice, the method's inputs, its maps, optional upsampling.
     ``masked``: the logits of the masked inputs ``(B, k, C)``, for methods that read
-    ``masked_scores``."""
+    ``masked_logits``."""
     logits_of = functools.partial(_logits, head)
     choose = functools.partial(_choose, plan, given)
     needs = set(method.inputs)
@@ -169,13 +147,8 @@ def _method(method: Any, head: CAMHead, plan: Plan, features: Any, given: Any,
     else:
         logits = logits_of(features)
         ids = choose(logits)
-    if masked is not None:  # (B, k, C) → the chosen classes' scores (B, K, k)
-        scores = keras.ops.transpose(masked, (0, 2, 1))
-        if plan.classes != "all":
-            choice = keras.ops.one_hot(ids, keras.ops.shape(logits)[-1], dtype="float32")
-            scores = keras.ops.einsum("bck,bjc->bjk", scores, choice)
-        available["masked_scores"] = scores
     available.update(
+        masked_logits=masked,
         logits=logits,
         class_ids=None if plan.classes == "all" else ids,  # None: every class, in id order
         kernel=keras.ops.cast(head.dense.kernel, "float32"),
@@ -185,7 +158,7 @@ def _method(method: Any, head: CAMHead, plan: Plan, features: Any, given: Any,
     if plan.classes == "top":
         outputs["class_ids"] = ids
     if plan.size is not None:
-        outputs["maps"] = _upsample(low_res, plan.size)
+        outputs["maps"] = resize_maps(low_res, plan.size)
     return outputs
 
 
@@ -204,7 +177,7 @@ def programs(method: Any, model: Any, plan: Plan, layer: str | None = None) -> t
     key = ("method", method.name, head, plan.classes, plan.count, plan.size)
     inference_model(head.head_model)  # fold now, eagerly, never while tracing
     signature = [((None, height, width, head.channels), "float32"), ((None, None), "int64")]
-    if "masked_scores" in method.inputs:
+    if "masked_logits" in method.inputs:
         signature.append(((None, head.channels, head.num_classes), "float32"))
     program = cached(keras_model, key, lambda: compile_function(
         functools.partial(_counted, functools.partial(_method, method, head, plan)),
@@ -213,27 +186,25 @@ def programs(method: Any, model: Any, plan: Plan, layer: str | None = None) -> t
     return network, program
 
 
-def _masked_network(head: CAMHead, image: Any, maps: Any) -> Any:
-    """Logits ``(n, C)`` of one preprocessed image ``(1, H, W, C)`` masked by each of ``n`` maps
-    ``(n, h, w)``, each upsampled (bilinear) and min-max scaled to [0, 1] (Score-CAM's masks)."""
-    ops = keras.ops
-    up = ops.image.resize(maps[..., None], tuple(image.shape[1:3]), interpolation="bilinear",
-                          antialias=False)  # (n, H, W, 1)
-    low = ops.min(up, axis=(1, 2, 3), keepdims=True)
-    high = ops.max(up, axis=(1, 2, 3), keepdims=True)
-    masks = (up - low) / (high - low + 1e-8)
-    return _logits(head, _network(head, image * masks))
+def _masked_network(head: CAMHead, masks_of: Any, image: Any, maps: Any) -> Any:
+    """Logits ``(n, C)`` of one preprocessed image ``(1, H, W, C)`` times each of the ``n`` masks
+    that ``masks_of`` makes from ``n`` channel maps ``(n, h, w)``."""
+    masks = masks_of(maps, tuple(image.shape[1:3]))  # (n, H, W)
+    return _logits(head, _network(head, image * masks[..., None]))
 
 
-def masked_logits(head: CAMHead, model: Any, batch: np.ndarray, features: Any,
+def masked_logits(method: Any, head: CAMHead, model: Any, batch: np.ndarray, features: Any,
                   precision: str) -> np.ndarray:
     """``(B, k, C)``: for each image and each channel ``k`` of ``features`` ``(B, h, w, k)``, the
-    logits of the image masked by that channel's normalised, upsampled map. One forward pass per
+    logits of the image times that channel's mask (``method.masks``). One forward pass per
     channel, in batches of at most :data:`MASK_BATCH` images."""
     keras_model = keras_model_of(model)
     layers = all_layers(inference_model(head.feature_model))
-    program = cached(keras_model, ("masked", head, precision), lambda: compile_function(
-        functools.partial(traced, functools.partial(_masked_network, head), layers, precision),
+    masks_of = method.masks
+    key = ("masked", method.name, masks_of, head, precision)
+    program = cached(keras_model, key, lambda: compile_function(
+        functools.partial(traced, functools.partial(_masked_network, head, masks_of), layers,
+                          precision),
         [*head.feature_model.variables, *head.head_model.variables, *head.dense.variables],
         [((1, *batch.shape[1:]), "float32"), ((None, *tuple(features.shape[1:3])), "float32")],
     ))
@@ -317,8 +288,8 @@ def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | 
         part = batch[start:start + chunk]
         features = network(part)
         extra = []
-        if "masked_scores" in method.inputs:
-            extra.append(masked_logits(head, model, part, features, precision))
+        if "masked_logits" in method.inputs:
+            extra.append(masked_logits(method, head, model, part, features, precision))
         parts.append(to_numpy(program(features, given[start:start + chunk], *extra)))
     outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     class_ids = _class_ids(chosen, outputs, count)

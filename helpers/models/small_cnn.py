@@ -13,11 +13,12 @@ layer directly, which is the GlobalAveragePooling2D → Dense structure CAM need
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Literal
 
 import keras
+
+from helpers.checks import ArgumentError, flag, integer, number
 
 __all__ = [
     "HEADS",
@@ -39,28 +40,17 @@ def _check_head(head: object) -> str:
     return str(head)
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _check_shape(name: str, shape: object) -> tuple[int, int, int]:
-    if (
-        not isinstance(shape, (tuple, list))
-        or len(shape) != 3
-        or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in shape
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ArgumentError(
+            f"{name} must be (height, width, channels), three integers >= 1, got {shape!r:.80}"
         )
-    ):
-        raise ValueError(
-            f"{name} must be (height, width, channels) of positive ints, got {shape!r}"
-        )
-    return int(shape[0]), int(shape[1]), int(shape[2])
+    height, width, channels = (integer(f"{name}[{i}]", v, 1) for i, v in enumerate(shape))
+    return height, width, channels
 
 
 def _check_hidden(hidden: object) -> int | None:
-    return None if hidden is None else _check_positive_int("hidden", hidden)
+    return None if hidden is None else integer("hidden", hidden, 1)
 
 
 def head_parameter_counts(
@@ -88,7 +78,7 @@ def head_parameter_counts(
         ``{"flatten": ..., "gap": ..., "gmp": ...}``; ``gap`` and ``gmp`` are always equal.
     """
     height, width, depth = _check_shape("feature_shape", feature_shape)
-    num_classes = _check_positive_int("num_classes", num_classes)
+    num_classes = integer("num_classes", num_classes, 1)
     hidden = _check_hidden(hidden)
 
     def dense_stack(inputs: int) -> int:
@@ -153,7 +143,7 @@ def build_head(
         Optional hidden Dense width, as in :func:`head_parameter_counts`.
     """
     feature_shape = _check_shape("feature_shape", feature_shape)
-    num_classes = _check_positive_int("num_classes", num_classes)
+    num_classes = integer("num_classes", num_classes, 1)
     head = _check_head(head)
     hidden = _check_hidden(hidden)
     inputs = keras.Input(shape=feature_shape, name="feature_map")
@@ -226,33 +216,19 @@ def build_small_cnn(
         Images ``(B, H, W, C)`` → logits ``(B, num_classes)``.
     """
     input_shape = _check_shape("input_shape", input_shape)
-    num_classes = _check_positive_int("num_classes", num_classes)
+    num_classes = integer("num_classes", num_classes, 1)
     head = _check_head(head)
     hidden = _check_hidden(hidden)
     widths = tuple(widths) if isinstance(widths, (tuple, list)) else widths
     if not isinstance(widths, tuple) or not widths:
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
-    widths = tuple(_check_positive_int("each of widths", w) for w in widths)
-    if not isinstance(batch_norm, bool):
-        raise TypeError(f"batch_norm must be True or False, got {batch_norm!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None, got {seed}")
-    if poolings is None:
-        poolings = len(widths) - 1
-    elif (
-        isinstance(poolings, bool)
-        or not isinstance(poolings, numbers.Integral)
-        or not 0 <= poolings <= len(widths) - 1
-    ):
-        raise ValueError(
-            f"poolings must be an int in 0..{len(widths) - 1} (a pooling after each of the first "
-            f"blocks, never after the last) for {len(widths)} widths, got {poolings!r}"
-        )
-    poolings = int(poolings)
+    widths = tuple(integer("each of widths", w, 1) for w in widths)
+    batch_norm = flag("batch_norm", batch_norm)
+    dropout = number("dropout (a rate)", dropout, 0.0, 1.0, high_open=True)
+    seed = None if seed is None else integer("seed", seed, 0)
+    # a pooling after each of the first blocks, never after the last
+    poolings = len(widths) - 1 if poolings is None else integer(
+        f"poolings (for {len(widths)} widths)", poolings, 0, len(widths) - 1)
     factor = 2**poolings
     if input_shape[0] % factor or input_shape[1] % factor:
         raise ValueError(
@@ -290,10 +266,7 @@ def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not (
-        0 < learning_rate < float("inf")
-    ):
-        raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
+    learning_rate = number("learning_rate", learning_rate, 0.0, low_open=True)
     model.compile(
         optimizer=keras.optimizers.Adam(float(learning_rate)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -1,17 +1,9 @@
-"""Boxes from class activation maps, and how to score them.
+"""Scoring boxes and maps against true boxes: accuracy, MaxBoxAcc, the pointing game, a report.
 
-Introduced in notebook 04.
-
-Conventions
------------
-* A box is ``(x0, y0, x1, y1)`` in **inclusive** pixel coordinates of the map's frame: ``x`` is the
-  column, ``y`` the row, and the box covers ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels.
-* ``cam_to_box`` follows Zhou et al. (2016): keep the pixels whose value is at least
-  ``threshold * max(cam)``, take the **largest 8-connected component** (pixels touching by an edge
-  or a corner belong together), and return its bounding box. When two components have the same
-  size, the one holding the map's highest value wins, then the first in row-major order.
-* A map with no positive value (``max(cam) <= 0``) carries no evidence for the class: there is no
-  box (``None``; in batched functions the row :data:`NO_BOX`), which scores IoU 0.
+Introduced in notebook 04. Boxes come from :mod:`helpers.evaluate.boxes`
+(:func:`~helpers.evaluate.boxes.cam_to_box`); :func:`evaluate_localization` runs a model with a
+GAP or a GMP head (:func:`helpers.class_activation_maps` computes ``M_c = Σ_k w_k^c f_k`` for
+both) over a :class:`~helpers.data.digits.DigitCanvases` set and scores the true class's maps.
 """
 
 from __future__ import annotations
@@ -20,62 +12,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import keras
 import numpy as np
-from scipy import ndimage
+
+from helpers.cam import class_activation_maps
+from helpers.checks import integer
+from helpers.evaluate.boxes import (
+    NO_BOX, as_boxes, box_iou, cams_to_boxes, check_iou_threshold, check_threshold,
+)
+from helpers.maps import upsample_maps
 
 __all__ = [
-    "NO_BOX",
-    "cam_to_box",
-    "cams_to_boxes",
-    "box_iou",
-    "scale_box",
-    "localization_accuracy",
-    "pointing_game",
-    "max_box_accuracy",
-    "MaxBoxAccuracy",
     "LocalizationReport",
+    "MaxBoxAccuracy",
+    "evaluate_localization",
+    "localization_accuracy",
     "localization_report",
+    "max_box_accuracy",
+    "pointing_game",
 ]
-
-Box = tuple[int, int, int, int]
-#: Row used by the batched functions for "no box" (a map with no positive value).
-NO_BOX: Box = (-1, -1, -1, -1)
-#: 8-connectivity: a 3x3 block of ones.
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def _check_map(cam: Any, name: str = "cam") -> np.ndarray:
-    array = np.asarray(cam, dtype=np.float64)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D map (H, W), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty: shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
-
-
-def _real_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r:.80}")
-    return float(value)
-
-
-def _check_threshold(threshold: float) -> float:
-    value = _real_number(threshold, "threshold")
-    if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise ValueError(f"threshold is a fraction of the map's maximum in [0, 1], got {threshold}")
-    return value
-
-
-def _check_iou_threshold(iou_threshold: float) -> float:
-    value = _real_number(iou_threshold, "iou_threshold")
-    if not 0.0 < value <= 1.0:  # NaN fails this too
-        hint = " (a percentage? pass 0.5 for 50%)" if 1.0 < value <= 100.0 else ""
-        raise ValueError(
-            f"iou_threshold is an IoU in (0, 1], e.g. 0.5, got {iou_threshold}{hint}"
-        )
-    return value
 
 
 def _check_count(count: int, what: str) -> None:
@@ -93,164 +48,6 @@ def _check_bools(values: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
     return array
-
-
-def _check_size(size: Any, name: str) -> tuple[int, int]:
-    if (
-        not isinstance(size, (tuple, list))
-        or len(size) != 2
-        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
-    ):
-        raise TypeError(f"{name} must be (height, width) as two ints, got {size!r:.80}")
-    height, width = int(size[0]), int(size[1])
-    if height <= 0 or width <= 0:
-        raise ValueError(f"{name} must be positive (height, width), got {size}")
-    return height, width
-
-
-def cam_to_box(cam: Any, threshold: float = 0.2) -> Box | None:
-    """Bounding box of the largest region where ``cam >= threshold * max(cam)``.
-
-    Parameters
-    ----------
-    cam
-        ``(H, W)`` class activation map (any real values; raw or normalised).
-    threshold
-        Fraction of the map's maximum in ``[0, 1]``; the paper uses 0.2.
-
-    Returns
-    -------
-    tuple[int, int, int, int] or None
-        ``(x0, y0, x1, y1)``, inclusive, in the map's pixel frame; ``None`` when the map has no
-        positive value (then no pixel is evidence for the class).
-
-    Raises
-    ------
-    ValueError
-        If ``cam`` is not a finite 2-D array or ``threshold`` is outside ``[0, 1]``.
-    """
-    array = _check_map(cam)
-    fraction = _check_threshold(threshold)
-    peak = float(array.max())
-    if peak <= 0.0:
-        return None
-    mask = array >= fraction * peak
-    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    if count == 1:
-        chosen = 1
-    else:
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        candidates = np.flatnonzero(sizes == sizes.max()) + 1
-        if len(candidates) == 1:
-            chosen = int(candidates[0])
-        else:
-            # Tie: the component with the highest value; np.argmax takes the first in row-major order.
-            best_values = ndimage.maximum(array, labels, candidates)
-            chosen = int(candidates[int(np.argmax(best_values))])
-    rows, columns = np.nonzero(labels == chosen)
-    return int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())
-
-
-def cams_to_boxes(cams: Any, threshold: float = 0.2) -> np.ndarray:
-    """:func:`cam_to_box` for a batch of maps ``(N, H, W)`` → ``(N, 4)`` int boxes.
-
-    Maps with no positive value give the row :data:`NO_BOX` ``(-1, -1, -1, -1)``.
-    """
-    array = np.asarray(cams)
-    if array.ndim != 3:
-        raise ValueError(f"cams must be a batch of maps (N, H, W), got shape {array.shape}")
-    _check_threshold(threshold)
-    boxes = np.empty((len(array), 4), dtype=np.int64)
-    for index, cam in enumerate(array):
-        box = cam_to_box(cam, threshold)
-        boxes[index] = NO_BOX if box is None else box
-    return boxes
-
-
-def _as_boxes(boxes: Any, name: str) -> np.ndarray:
-    if boxes is None:
-        return np.asarray(NO_BOX, dtype=np.float64)
-    array = np.asarray(boxes, dtype=np.float64)
-    if array.shape[-1:] != (4,):
-        raise ValueError(f"{name} must have shape (..., 4) as (x0, y0, x1, y1), got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite coordinates")
-    missing = np.all(array == -1, axis=-1)
-    inverted = (array[..., 2] < array[..., 0]) | (array[..., 3] < array[..., 1])
-    if np.any(inverted & ~missing):
-        raise ValueError(f"{name} has a box with x1 < x0 or y1 < y0 (inclusive boxes need x0 <= x1)")
-    return array
-
-
-def box_iou(a: Any, b: Any) -> np.ndarray | float:
-    """Intersection over union of inclusive boxes.
-
-    Parameters
-    ----------
-    a, b
-        Boxes ``(..., 4)`` as ``(x0, y0, x1, y1)``, inclusive (a box covers
-        ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels); shapes broadcast. ``None`` or :data:`NO_BOX`
-        stands for "no box" and scores 0.
-
-    Returns
-    -------
-    float or numpy.ndarray
-        IoU in ``[0, 1]``, a float for two single boxes.
-    """
-    first, second = _as_boxes(a, "a"), _as_boxes(b, "b")
-    width = np.minimum(first[..., 2], second[..., 2]) - np.maximum(first[..., 0], second[..., 0]) + 1
-    height = np.minimum(first[..., 3], second[..., 3]) - np.maximum(first[..., 1], second[..., 1]) + 1
-    intersection = np.clip(width, 0, None) * np.clip(height, 0, None)
-
-    def area(box: np.ndarray) -> np.ndarray:
-        return (box[..., 2] - box[..., 0] + 1) * (box[..., 3] - box[..., 1] + 1)
-
-    union = area(first) + area(second) - intersection
-    missing = np.all(first == -1, axis=-1) | np.all(second == -1, axis=-1)
-    iou = np.where(missing, 0.0, intersection / np.where(union > 0, union, 1.0))
-    return float(iou) if iou.ndim == 0 else iou
-
-
-def scale_box(box: Any, from_size: tuple[int, int], to_size: tuple[int, int]) -> Box | None:
-    """Map an inclusive box between frames, e.g. from a 224×224 map to the original photo.
-
-    ``from_size`` and ``to_size`` are ``(height, width)``. Each pixel of the source box maps to the
-    pixels it covers in the target frame, so the box never shrinks below the area it covered.
-    ``None`` or :data:`NO_BOX` gives ``None``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Sizes that are not two positive ints, or a box outside the ``from_size`` frame (it would
-        otherwise be clipped silently).
-    """
-    (from_h, from_w), (to_h, to_w) = _check_size(from_size, "from_size"), _check_size(to_size, "to_size")
-    if box is None:
-        return None
-    coordinates = _as_boxes(box, "box")
-    if coordinates.shape != (4,):
-        raise ValueError(f"box must be one box (x0, y0, x1, y1), got shape {coordinates.shape}")
-    if tuple(coordinates) == NO_BOX:
-        return None
-    x0, y0, x1, y1 = (float(v) for v in coordinates)
-    if x0 < 0 or y0 < 0 or x1 > from_w - 1 or y1 > from_h - 1:
-        raise ValueError(
-            f"box {tuple(box)} lies outside the {from_h}x{from_w} frame it is said to be in "
-            f"(x in 0..{from_w - 1}, y in 0..{from_h - 1}); check from_size=(height, width)"
-        )
-    sx, sy = to_w / from_w, to_h / from_h
-    new = (
-        int(np.floor(x0 * sx)),
-        int(np.floor(y0 * sy)),
-        int(np.ceil((x1 + 1) * sx)) - 1,
-        int(np.ceil((y1 + 1) * sy)) - 1,
-    )
-    return (
-        min(new[0], to_w - 1),
-        min(new[1], to_h - 1),
-        min(max(new[2], new[0]), to_w - 1),
-        min(max(new[3], new[1]), to_h - 1),
-    )
 
 
 def localization_accuracy(
@@ -273,14 +70,14 @@ def localization_accuracy(
         ``correct_class`` that is not boolean (class labels such as ``[3, 7]`` are refused, not
         cast to True).
     """
-    predicted = _as_boxes(predicted_boxes, "predicted_boxes")
-    truth = _as_boxes(true_boxes, "true_boxes")
+    predicted = as_boxes(predicted_boxes, "predicted_boxes")
+    truth = as_boxes(true_boxes, "true_boxes")
     if predicted.shape != truth.shape or predicted.ndim != 2:
         raise ValueError(
             f"predicted_boxes {predicted.shape} and true_boxes {truth.shape} must both be (N, 4)"
         )
     _check_count(len(predicted), "predicted_boxes")
-    hits = np.asarray(box_iou(predicted, truth)) >= _check_iou_threshold(iou_threshold)
+    hits = np.asarray(box_iou(predicted, truth)) >= check_iou_threshold(iou_threshold)
     if correct_class is not None:
         hits &= _check_bools(correct_class, "correct_class", hits.shape)
     return float(hits.mean())
@@ -293,14 +90,13 @@ def pointing_game(cams: Any, true_boxes: Any, tolerance: int = 0) -> float:
     the first maximum in row-major order; ``tolerance`` grows each box by that many pixels.
     """
     array = np.asarray(cams, dtype=np.float64)
-    truth = _as_boxes(true_boxes, "true_boxes")
+    truth = as_boxes(true_boxes, "true_boxes")
     if array.ndim != 3 or truth.shape != (len(array), 4):
         raise ValueError(f"need cams (N, H, W) and true_boxes (N, 4), got {array.shape}, {truth.shape}")
     _check_count(len(array), "cams")
     if min(array.shape[1:]) == 0:
         raise ValueError(f"cams are empty maps: shape {array.shape}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
-        raise ValueError(f"tolerance must be a non-negative int (pixels), got {tolerance!r}")
+    tolerance = integer("tolerance (pixels)", tolerance, 0)
     if not np.all(np.isfinite(array)):
         raise ValueError("cams contain NaN or infinite values")
     flat_peak = array.reshape(len(array), -1).argmax(axis=1)
@@ -361,7 +157,7 @@ def max_box_accuracy(
     if array.ndim != 3:
         raise ValueError(f"cams must be (N, H, W), got shape {array.shape}")
     _check_count(len(array), "cams")
-    _check_iou_threshold(iou_threshold)
+    check_iou_threshold(iou_threshold)
     sweep = np.round(np.arange(0.0, 1.0, 0.05), 2) if thresholds is None else np.asarray(thresholds)
     if sweep.ndim != 1 or sweep.size == 0 or sweep.dtype.kind not in "iuf":
         raise ValueError(
@@ -512,8 +308,8 @@ def localization_report(
     _check_count(len(array), "cams")
     if (labels is None) != (predicted is None):
         raise ValueError("pass both labels and predicted, or neither")
-    threshold = _check_threshold(threshold)
-    iou_threshold = _check_iou_threshold(iou_threshold)
+    threshold = check_threshold(threshold)
+    iou_threshold = check_iou_threshold(iou_threshold)
     boxes = cams_to_boxes(array, threshold)
     ious = np.atleast_1d(np.asarray(box_iou(boxes, truth), dtype=np.float64))
     hits = ious >= iou_threshold
@@ -546,4 +342,49 @@ def localization_report(
         predicted=predicted_array,
         classification=classification,
         top1=top1,
+    )
+
+
+def evaluate_localization(
+    model: keras.Model,
+    data: Any,
+    threshold: float = 0.2,
+    thresholds: Any = None,
+    iou_threshold: float = 0.5,
+) -> LocalizationReport:
+    """Classify a set of digit canvases and score the true class's maps against the true boxes.
+
+    Introduced in notebook 04. The maps of each image's **true** class (Choe et al.'s
+    "GT-known" setting) are upsampled bilinearly to the canvas size, where the true boxes live;
+    for a correctly classified image this is also the map of the predicted class, so the paper's
+    top-1 localisation (right class *and* IoU ≥ 0.5) comes out of the same maps.
+
+    Parameters
+    ----------
+    model
+        A Keras model with a GAP or GMP → Dense head (:func:`helpers.find_cam_head`).
+    data
+        A :class:`helpers.data.digits.DigitCanvases` (``images``, ``labels``, ``boxes``).
+    threshold, thresholds, iou_threshold
+        As in :func:`localization_report`.
+
+    Returns
+    -------
+    LocalizationReport
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    images = np.asarray(data.images)
+    if images.ndim != 4:
+        raise ValueError(f"data.images must be a batch (B, H, W, C), got shape {images.shape}")
+    result = class_activation_maps(model, images, classes=np.asarray(data.labels)[:, None])
+    cams = upsample_maps(result.low_res[:, 0], result.input_size)
+    return localization_report(
+        cams,
+        data.boxes,
+        labels=data.labels,
+        predicted=result.logits.argmax(axis=-1),
+        threshold=threshold,
+        thresholds=thresholds,
+        iou_threshold=iou_threshold,
     )

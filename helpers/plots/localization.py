@@ -14,8 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from helpers.localization import NO_BOX, LocalizationReport, MaxBoxAccuracy
-from helpers.plotting import display_image, draw_box
+from helpers.evaluate.boxes import NO_BOX
+from helpers.evaluate.localization import LocalizationReport, MaxBoxAccuracy
+from helpers.plots.cam import display_image, draw_box
 
 __all__ = ["PREDICTED_BOX_COLOR", "TRUE_BOX_COLOR", "plot_threshold_sweep",
            "plot_localization_gallery"]

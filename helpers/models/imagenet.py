@@ -10,6 +10,8 @@ import functools
 import json
 from importlib import resources
 
+from helpers.checks import integer
+
 __all__ = ["NUM_IMAGENET_CLASSES", "imagenet_class_names", "imagenet_class_name"]
 
 NUM_IMAGENET_CLASSES = 1000
@@ -40,14 +42,8 @@ def imagenet_class_name(index: int) -> str:
 
     Raises
     ------
-    TypeError
-        If ``index`` is not an integer.
-    ValueError
-        If ``index`` is outside 0–999.
+    helpers.checks.ArgumentError
+        If ``index`` is not an integer in 0..999.
     """
-    if isinstance(index, bool) or not hasattr(index, "__index__"):
-        raise TypeError(f"class index must be an integer, got {type(index).__name__} {index!r}")
-    index = int(index)
-    if not 0 <= index < NUM_IMAGENET_CLASSES:
-        raise ValueError(f"ImageNet class index must be in 0..999, got {index}")
+    index = integer("ImageNet class index", index, 0, NUM_IMAGENET_CLASSES - 1)
     return imagenet_class_names()[index]

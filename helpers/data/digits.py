@@ -18,11 +18,12 @@ writers.
 from __future__ import annotations
 
 import functools
-import numbers
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from helpers.checks import ArgumentError, integer, number
 
 __all__ = [
     "DIGIT_SOURCE_SIZE",
@@ -107,22 +108,6 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _check_fraction(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    value = float(value)
-    if not (low <= value <= high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-    return value
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
 
 @functools.lru_cache(maxsize=8)
 def digit_source_split(test_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +127,7 @@ def digit_source_split(test_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarr
         Sorted int64 indices into :func:`sklearn.datasets.load_digits`, disjoint, together all
         1,797 images. Read-only.
     """
-    test_fraction = _check_fraction("test_fraction", test_fraction, 0.0, 1.0)
+    test_fraction = number("test_fraction", test_fraction, 0.0, 1.0)
     if test_fraction in (0.0, 1.0):
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
     _, labels = _digits()
@@ -210,20 +195,14 @@ def _scale_digits(
 
 
 def _size_range(digit_size: object, canvas_size: int) -> tuple[int, int]:
-    if isinstance(digit_size, numbers.Integral) and not isinstance(digit_size, bool):
-        low = high = int(digit_size)
-    elif (
-        isinstance(digit_size, (tuple, list))
-        and len(digit_size) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in digit_size)
-    ):
-        low, high = (int(v) for v in digit_size)
-    else:
-        raise TypeError(
-            f"digit_size must be an int or a pair of ints (low, high), got {digit_size!r}"
+    pair = digit_size if isinstance(digit_size, (tuple, list)) else (digit_size, digit_size)
+    if len(pair) != 2:
+        raise ArgumentError(
+            f"digit_size must be an integer or a pair of integers (low, high), got {digit_size!r}"
         )
-    if not (DIGIT_SOURCE_SIZE <= low <= high <= canvas_size):
-        raise ValueError(
+    low, high = (integer("digit_size", v, DIGIT_SOURCE_SIZE, canvas_size) for v in pair)
+    if low > high:
+        raise ArgumentError(
             f"digit_size must satisfy {DIGIT_SOURCE_SIZE} <= low <= high <= canvas_size "
             f"({canvas_size}), got {digit_size!r}"
         )
@@ -231,13 +210,9 @@ def _size_range(digit_size: object, canvas_size: int) -> tuple[int, int]:
 
 
 def _pair(name: str, value: object) -> tuple[int, int]:
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{name} must be a pair of ints (dy, dx), got {value!r}")
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return integer(f"{name}[0] (dy)", value[0]), integer(f"{name}[1] (dx)", value[1])
+    raise ArgumentError(f"{name} must be a pair of integers (dy, dx), got {value!r:.80}")
 
 
 def make_digit_canvases(
@@ -316,32 +291,26 @@ def make_digit_canvases(
         For an argument of the wrong type or out of range, saying what was given and what is
         accepted; for example an ``offset`` that would push the digit off the canvas.
     """
-    n = _check_int("n", n, 1)
-    canvas_size = _check_int("canvas_size", canvas_size, DIGIT_SOURCE_SIZE)
+    n = integer("n", n, 1)
+    canvas_size = integer("canvas_size", canvas_size, DIGIT_SOURCE_SIZE)
     low, high = _size_range(digit_size, canvas_size)
     if positions not in _POSITIONS:
         raise ValueError(f"positions must be one of {_POSITIONS}, got {positions!r}")
-    jitter = _check_int("jitter", jitter, 0)
+    jitter = integer("jitter", jitter, 0)
     dy, dx = _pair("offset", offset)
     if positions == "random" and (jitter or dy or dx):
         raise ValueError(
             f"jitter and offset apply to positions='center' only; got positions='random' with "
             f"jitter={jitter}, offset={(dy, dx)}"
         )
-    clutter = _check_int("clutter", clutter, 0)
-    noise = _check_fraction("noise", noise, 0.0, 1.0)
-    valid_channels = isinstance(channels, numbers.Integral) and not isinstance(channels, bool)
-    if not valid_channels or channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    clutter = integer("clutter", clutter, 0)
+    noise = number("noise", noise, 0.0, 1.0)
+    if integer("channels", channels, 1, 3) == 2:
+        raise ArgumentError(f"channels must be 1 or 3, got {channels!r}")
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
-    ink_threshold = _check_fraction("ink_threshold", ink_threshold, 0.0, 1.0)
-    if ink_threshold >= 1.0:
-        raise ValueError(f"ink_threshold must be below 1, got {ink_threshold}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__}); a non-negative int is accepted")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    ink_threshold = number("ink_threshold", ink_threshold, 0.0, 1.0, high_open=True)
+    seed = integer("seed", seed, 0)
 
     if positions == "center":
         # Every square must fit: check the largest size at the extreme shifts.

@@ -18,7 +18,6 @@ epoch. The trained layer is the model's own layer, so the model is trained too.
 
 from __future__ import annotations
 
-import numbers
 import weakref
 from os import PathLike
 from typing import Any
@@ -26,25 +25,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers._engine import compiled_forward
-from helpers.cam import find_cam_head
+from helpers.cam import find_cam_head, forward
+from helpers.checks import integer, number
 from helpers.env import set_seed
-from helpers.models import Classifier
+from helpers.models.classifier import Classifier
 
 __all__ = ["build_transfer_model", "fit_transfer_head", "pooled_features"]
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r:.80}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
-
-
 def _normalization_layer(classifier: Classifier) -> keras.layers.Layer:
     """The classifier's input normalisation as a layer: 0..255 RGB → what its model expects."""
-    if classifier.name == "efficientnet_lite0":  # (x - 127) / 128, as helpers.models does
+    if classifier.name == "efficientnet_lite0":  # (x - 127) / 128, as helpers.models.lite0 does
         return keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalize")
     return keras.layers.Lambda(classifier.normalize, name="normalize")
 
@@ -97,11 +88,8 @@ def build_transfer_model(
             "classifier must be a helpers.Classifier, e.g. "
             f"helpers.load_classifier('efficientnet_lite0'); got {type(classifier).__name__}"
         )
-    num_classes = _check_positive_int("num_classes", num_classes)
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r:.80}")
+    num_classes = integer("num_classes", num_classes, 2)
+    seed = integer("seed", seed, 0)
     head = find_cam_head(classifier)  # ValueError for a classifier without a GAP head
     if head.pooling_kind != "average":
         raise ValueError(f"{classifier.name} has a {head.pooling_kind}-pooling head, not GAP")
@@ -155,9 +143,8 @@ def pooled_features(
         ``keras.utils.image_dataset_from_directory``
         (read **once**: a shuffling data set gives features and labels in the same order).
     batch_size
-        Images per forward pass, for an array. Activations, not images, fill memory: for
-        notebook 05's 300 photos of 224 × 224 through EfficientNet-Lite0, 32 at a time left the
-        process 140 MiB larger than 16 (the CAM engine's chunks hold 16 such photos too).
+        Images per forward pass, for an array. Activations, not images, fill memory, so the
+        default matches the CAM engine's chunks (README, "Memory").
 
     Returns
     -------
@@ -166,7 +153,7 @@ def pooled_features(
     labels : np.ndarray or None
         ``(N,)`` the batches' labels as int64 for a data set; None for an array.
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = integer("batch_size", batch_size, 1)
     if isinstance(images, (str, bytes, PathLike)):
         raise TypeError(
             f"images is a path ({images!r:.80}); read the folder first, e.g. "
@@ -174,7 +161,7 @@ def pooled_features(
         )
     head = find_cam_head(model)
     dense_input = _dense_input_model(model, head)
-    forward = compiled_forward(dense_input)  # compiled once per model, BatchNorm folded
+    network = forward(dense_input)  # compiled once per model, BatchNorm folded
     expected = tuple(model.inputs[0].shape[1:])
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -185,7 +172,7 @@ def pooled_features(
                 f"folders with image_size={expected[:2]} (image_dataset_from_directory's default "
                 "is (256, 256))"
             )
-        return np.asarray(keras.ops.convert_to_numpy(forward(batch.astype(np.float32))))
+        return np.asarray(keras.ops.convert_to_numpy(network(batch.astype(np.float32))))
 
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
@@ -266,11 +253,9 @@ def fit_transfer_head(
         Labels missing, given twice, out of range or of the wrong shape; a Dense layer with an
         activation; an empty data set.
     """
-    epochs = _check_positive_int("epochs", epochs)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    is_real = isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool)
-    if not is_real or not learning_rate > 0:
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r:.80}")
+    epochs = integer("epochs", epochs, 1)
+    batch_size = integer("batch_size", batch_size, 1)
+    learning_rate = number("learning_rate", learning_rate, 0.0, low_open=True)
     head = find_cam_head(model)
     if head.dense.activation not in (None, keras.activations.linear):
         raise ValueError(

@@ -8,57 +8,37 @@ artists (``set_data``, ``set_alpha``) and renders the figure into an ``ipywidget
 the pixel size it is shown; it works with any matplotlib backend, ipympl not needed. An upload
 button adds your own photo (one more forward pass, for that photo only).
 
-Works with ipywidgets 7.7.x and 8.x: their ``FileUpload.value`` differ (a dict by file name in
-7.x, a tuple of dicts in 8.x; :func:`uploaded_files` reads both), and only 8.x widgets have
-``_repr_mimebundle_`` (:meth:`CAMExplorer._repr_mimebundle_` builds the bundle itself). The bundle
-also holds a ``text/html`` fallback, the current picture and :data:`KERNEL_GONE`, which a front end
-shows when it cannot render a live widget (a saved notebook opened without a kernel).
+Works with ipywidgets 7.7.x and 8.x, and leaves a picture and a sentence behind in a saved
+notebook (:mod:`helpers.plots._widgets`).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import io
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from helpers.cam import class_activation_maps, find_cam_head
-from helpers.images import load_image
-from helpers.localization import cam_to_box, scale_box
+from helpers.checks import integer, number
+from helpers.data.files import load_image
+from helpers.evaluate.boxes import cam_to_box, scale_box
 from helpers.maps import CAMResult, normalize_cam, upsample_maps
-from helpers.plotting import box_bounds, display_image, image_at
+from helpers.images import as_images
+from helpers.plots._widgets import KERNEL_GONE, fallback_html, mimebundle, uploaded_files
+from helpers.plots.cam import box_bounds, display_image
 
 __all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
 
-#: What the explorer's saved output says when no kernel is behind it (its ``text/html`` fallback).
-KERNEL_GONE = "The kernel behind this explorer is not running: rerun the cell to move the sliders again."
 #: Width of the controls' labels, so that none is clipped ("box ≥ t·max").
 _DESCRIPTION_WIDTH = "88px"
 #: Characters per line of the picture's title (wrapped, at most two lines: never clipped).
 _TITLE_CHARACTERS = 58
-
-
-def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
-    """``[(file name, content bytes)]`` from a ``FileUpload.value`` of ipywidgets 7.x or 8.x.
-
-    Introduced in notebook 03. ipywidgets 8: a tuple of dicts with ``name`` and ``content`` (a
-    ``memoryview``). ipywidgets 7: a dict ``{name: {"metadata": {...}, "content": bytes}}``.
-    """
-    if not value:
-        return []
-    if isinstance(value, dict):  # ipywidgets 7.x
-        entries = [(str(name), entry["content"]) for name, entry in value.items()]
-    elif isinstance(value, (list, tuple)):  # ipywidgets 8.x
-        entries = [(str(entry["name"]), entry["content"]) for entry in value]
-    else:
-        raise TypeError(f"unexpected FileUpload value: {type(value).__name__}")
-    return [(name, bytes(content)) for name, content in entries]
 
 
 def _resize_operator(low_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -128,23 +108,17 @@ class CAMExplorer:
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
 
-        if isinstance(images, dict):  # e.g. helpers.sample_images() or helpers.load_images()
-            if image_names is None:
-                image_names = list(images)
-            images = list(images.values())
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            images = images[None]
-        self._photos = [display_image(image_at(images, i)) for i in range(len(images))]
+        if isinstance(images, Mapping) and image_names is None:  # e.g. helpers.sample_images()
+            image_names = list(images)
+        images = as_images(images)
+        self._photos = [display_image(image) for image in images]
         names = list(image_names) if image_names is not None else [
             f"image {i}" for i in range(len(self._photos))
         ]
         if len(names) != len(self._photos):
             raise ValueError(f"got {len(names)} image names for {len(self._photos)} images")
         num_classes = find_cam_head(model).num_classes  # checks the model before the network runs
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not (
-            1 <= int(top_k) <= num_classes
-        ):
-            raise ValueError(f"top_k must be an int in 1..{num_classes}, got {top_k!r}")
+        top_k = integer("top_k", top_k, 1, num_classes)
         self._model = model
         self._names = names
         self.result: CAMResult = class_activation_maps(model, images, classes="all")
@@ -405,31 +379,12 @@ class CAMExplorer:
     def fallback_html(self) -> str:
         """What a front end without a live widget shows: the current picture and
         :data:`KERNEL_GONE`."""
-        picture = base64.b64encode(bytes(self.image_widget.value)).decode("ascii")
-        width, height = self.picture_size
-        return (
-            f'<div class="gap-cam-explorer-fallback"><img src="data:image/jpeg;base64,{picture}" '
-            f'width="{width}" height="{height}" alt="{html.escape(self.info.value)}"/>'
-            f"<p><em>{html.escape(KERNEL_GONE)}</em></p></div>"
-        )
+        return fallback_html(bytes(self.image_widget.value), self.picture_size, self.info.value)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget view (ipywidgets 7.x and 8.x alike) plus a ``text/html`` fallback."""
-        widget = self.widget
-        bundle: dict[str, Any] = {}
-        if hasattr(widget, "_repr_mimebundle_"):  # ipywidgets 8
-            bundle.update(widget._repr_mimebundle_(**kwargs) or {})
-        elif widget._view_name is not None:  # ipywidgets 7: what its _ipython_display_ sends
-            bundle["application/vnd.jupyter.widget-view+json"] = {
-                "version_major": 2, "version_minor": 0, "model_id": widget._model_id,
-            }
-            # Not **kwargs: IPython passes include= and exclude=, which the callbacks of 7.x
-            # (Box._fire_children_displayed) do not take; the kernel showed a TypeError.
-            widget._handle_displayed()
-        # What front ends without a live widget show: plain text, or the picture and the sentence.
-        bundle["text/plain"] = f"CAM explorer: {self.info.value}. {KERNEL_GONE}"
-        bundle["text/html"] = self.fallback_html()
-        return bundle
+        return mimebundle(self.widget, f"CAM explorer: {self.info.value}. {KERNEL_GONE}",
+                          self.fallback_html(), **kwargs)
 
 
 def cam_explorer(
@@ -475,9 +430,7 @@ def cam_explorer(
     CAMExplorer
         Display it (last expression of a cell); drive it through its slider attributes.
     """
-    for name, value in (("opacity", opacity), ("threshold", threshold)):
-        if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    opacity, threshold = number("opacity", opacity, 0, 1), number("threshold", threshold, 0, 1)
     return CAMExplorer(
         model, images, top_k=top_k, image_names=image_names, opacity=opacity, threshold=threshold
     )

@@ -15,8 +15,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from helpers.checks import integer, number
+from helpers.evaluate.boxes import NO_BOX, cam_to_box, scale_box
+from helpers.images import as_images
 from helpers.maps import CAMResult
-from helpers.localization import NO_BOX, cam_to_box, scale_box
 
 __all__ = [
     "box_bounds", "display_image", "draw_box", "image_at", "mark_zero", "plot_cam", "plot_cam_classes",
@@ -65,15 +67,12 @@ def display_image(image: Any) -> np.ndarray:
 
 
 def image_at(images: Any, index: int) -> np.ndarray:
-    """Image ``index`` of a list, a batch ``(B, H, W, C)`` or one image ``(H, W, C)``."""
-    if isinstance(images, (list, tuple)):
-        return np.asarray(images[index])
-    array = np.asarray(images)
-    if array.ndim == 3:  # one image
-        if index != 0:
-            raise IndexError(f"one image was given, asked for image {index}")
-        return array
-    return array[index]
+    """Image ``index`` of anything the map methods take as ``images`` (a batch, one image, a
+    list, a dict: :func:`helpers.images.as_images`)."""
+    batch = as_images(images)
+    if not 0 <= index < len(batch):
+        raise IndexError(f"image {index} asked for, of {len(batch)} images (0..{len(batch) - 1})")
+    return np.asarray(batch[index])
 
 
 def box_bounds(box: Any, offset: float = -0.5) -> tuple[float, float, float, float]:
@@ -163,8 +162,7 @@ def show_cam(
         raise ValueError(f"cam_map must be one map (H, W), got shape {cam_map.shape}")
     if not np.all(np.isfinite(cam_map)):
         raise ValueError("cam_map contains NaN or infinite values")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = number("alpha", alpha, 0.0, 1.0)
     if ax is None:
         import matplotlib.pyplot as plt  # imported here: importing helpers stays light
 
@@ -258,8 +256,7 @@ def _check_indices(result: CAMResult, image_index: int, k: int) -> None:
 def _grid(count: int, ncols: int, size: float) -> tuple[Figure, np.ndarray]:
     if count < 1:
         raise ValueError("nothing to draw")
-    if ncols < 1:
-        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    ncols = integer("ncols", ncols, 1)
     import matplotlib.pyplot as plt
 
     ncols = min(ncols, count)

@@ -18,7 +18,6 @@ new instances of the class (for that, use photos of your own, notebook 05 sectio
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Literal
 
 import numpy as np
 
-from helpers.data import sample_image
-from helpers.models import resize_image
+from helpers.checks import ArgumentError, integer, number
+from helpers.data.samples import sample_image
+from helpers.images import resize_image
 
 __all__ = [
     "OBJECT_CROPS",
@@ -202,16 +202,6 @@ def _background_photo(name: str) -> np.ndarray:
     return photo
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r:.80}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
     if classes is None:
         return tuple(OBJECT_CROPS)
@@ -231,15 +221,10 @@ def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _check_scale(scale: object) -> tuple[float, float]:
-    if (
-        not isinstance(scale, (tuple, list))
-        or len(scale) != 2
-        or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in scale)
-    ):
-        raise TypeError(f"object_scale must be a pair of fractions (low, high), got {scale!r:.80}")
-    low, high = float(scale[0]), float(scale[1])
-    if not 0.0 < low <= high <= 1.0:
-        raise ValueError(f"object_scale must satisfy 0 < low <= high <= 1, got {scale!r}")
+    if not isinstance(scale, (tuple, list)) or len(scale) != 2:
+        raise ArgumentError(f"object_scale must be a pair of fractions (low, high), got {scale!r:.80}")
+    low = number("object_scale[0] (low)", scale[0], 0.0, 1.0, low_open=True)
+    high = number("object_scale[1] (high)", scale[1], low, 1.0)
     return low, high
 
 
@@ -296,16 +281,13 @@ def make_photo_composites(
         For an argument of the wrong type or out of range, saying what was given and what is
         accepted.
     """
-    count = _check_int("count", count, 1)
-    size = _check_int("size", size, 32)
+    count = integer("count", count, 1)
+    size = integer("size", size, 32)
     names = _check_classes(classes)
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     low, high = _check_scale(object_scale)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be a non-negative int, got {type(seed).__name__} {seed!r:.80}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    seed = integer("seed", seed, 0)
 
     rng = np.random.default_rng([int(seed), _SPLITS.index(split)])
     background_names = BACKGROUNDS[split]

@@ -23,9 +23,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers._engine import compiled_forward
-from helpers.maps import upsample_maps
-from helpers.models import Classifier, resize_image, to_rgb_batch
+from helpers.cam import forward, keras_model_of
+from helpers.checks import integer, number
+from helpers.images import resize_images, to_rgb_batch
+from helpers.maps import softmax, upsample_maps
+from helpers.models import Classifier
 
 __all__ = ["FaithfulnessCurves", "deletion_insertion", "randomize_layers"]
 
@@ -83,10 +85,7 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterat
     ValueError
         An unknown layer name, or ``layers`` given as one string.
     """
-    keras_model = model.model if isinstance(model, Classifier) else model
-    if not isinstance(keras_model, keras.Model):
-        raise TypeError(f"model must be a helpers.Classifier or a keras.Model, got "
-                        f"{type(model).__name__}")
+    keras_model = keras_model_of(model)
     if isinstance(layers, str):
         raise ValueError(f"layers must be a list of layer names, got the str {layers!r}")
     known = {layer.name: layer for layer in keras_model.layers}
@@ -193,12 +192,9 @@ def deletion_insertion(
     """
     if not isinstance(classifier, Classifier):
         raise TypeError(f"classifier must be a helpers.Classifier, got {type(classifier).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be an int in 1..1000, got {steps!r}")
-    if not (isinstance(blur_sigma, (int, float)) and 0 < blur_sigma < 1e3):
-        raise ValueError(f"blur_sigma must be a positive number of pixels, got {blur_sigma!r}")
-    photos = to_rgb_batch(images)  # checked RGB on 0..255, then resized as preprocess does
-    resized = np.stack([resize_image(photo, classifier.input_size) for photo in photos])
+    steps = integer("steps", steps, 1, 1000)
+    blur_sigma = number("blur_sigma (pixels)", blur_sigma, 0.0, 1e3, low_open=True, high_open=True)
+    resized = resize_images(to_rgb_batch(images), classifier.input_size)  # as preprocess does
     batch, height, width = resized.shape[0], *classifier.input_size
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != batch:
@@ -214,7 +210,7 @@ def deletion_insertion(
     order = np.argsort(-ranks, axis=1, kind="stable")
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = np.round(fractions * height * width).astype(int)
-    forward = compiled_forward(classifier.model)
+    network = forward(classifier)
     curves = {"deletion": np.empty((batch, steps + 1)), "insertion": np.empty((batch, steps + 1))}
     for b in range(batch):
         image = resized[b].reshape(-1, 3)
@@ -228,12 +224,10 @@ def deletion_insertion(
                 step[chosen] = source[chosen]
                 variants.append(step.reshape(height, width, 3))
         logits = np.concatenate([
-            keras.ops.convert_to_numpy(forward(classifier.normalize(
+            keras.ops.convert_to_numpy(network(classifier.normalize(
                 np.stack(variants[start:start + FORWARD_BATCH])).astype(np.float32)))
             for start in range(0, len(variants), FORWARD_BATCH)])
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        tracked = probabilities[:, class_ids[b]]
+        tracked = softmax(logits)[:, class_ids[b]]
         curves["deletion"][b], curves["insertion"][b] = tracked[: steps + 1], tracked[steps + 1:]
     return FaithfulnessCurves(
         fractions=fractions,

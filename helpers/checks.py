@@ -1,0 +1,72 @@
+"""The one checker of plain arguments (counts, sizes, seeds, fractions, switches).
+
+Every public function checks its integer, number and True/False arguments here, so a bad value
+gets the same kind of message everywhere: the argument's name, what is accepted, what was given.
+The error, :class:`ArgumentError`, is both a ``TypeError`` and a ``ValueError``: a learner's
+``except ValueError`` catches a wrong type as well as a value out of range.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ArgumentError", "flag", "integer", "number"]
+
+
+class ArgumentError(TypeError, ValueError):
+    """An argument of the wrong type or out of range; the message says what is accepted."""
+
+
+def _given(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _bounds(low: Any, high: Any, low_open: bool = False, high_open: bool = False,
+            integers: bool = False) -> str:
+    if low is not None and high is not None:
+        if integers:
+            return f" in {low}..{high}"
+        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return ""
+
+
+def integer(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) in ``low..high`` (inclusive;
+    None: unbounded), else :class:`ArgumentError`."""
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not is_int or (low is not None and value < low) or (high is not None and value > high):
+        bounds = _bounds(low, high, integers=True)
+        raise ArgumentError(f"{name} must be an integer{bounds}, got {_given(value)}")
+    return int(value)
+
+
+def number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a ``float`` if it is a finite real number (not a bool) between ``low`` and
+    ``high`` (``*_open``: the bound itself excluded), else :class:`ArgumentError`."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = _bounds(low, high, low_open, high_open)
+        raise ArgumentError(f"{name} must be a finite number{bounds}, got {_given(value)}")
+    return float(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """``value`` if it is True or False (a numpy bool too), else :class:`ArgumentError`."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ArgumentError(f"{name} must be True or False, got {_given(value)}")

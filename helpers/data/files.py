@@ -1,0 +1,171 @@
+"""Reading your own photos: files or uploaded bytes to RGB ``uint8`` arrays.
+
+Introduced in notebook 03 ("Your own photo"). Pillow decodes; the result has the form that
+:func:`helpers.sample_images` gives and that every function taking ``images`` accepts.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["IMAGE_SUFFIXES", "load_image", "load_images"]
+
+#: File name endings :func:`load_images` reads from a folder (case-insensitive); other files are
+#: skipped. :func:`load_image` reads any format Pillow opens, whatever the name.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"the uploaded bytes ({len(source):,} bytes)"
+    return f"{os.fspath(source)!r}"
+
+
+def _to_rgb_uint8(picture: Any) -> np.ndarray:
+    """A Pillow image (EXIF orientation already applied) as RGB uint8 ``(H, W, 3)``."""
+    from PIL import Image
+
+    mode = picture.mode
+    if mode.startswith("I") or mode == "F":
+        # 16-bit grayscale ("I;16", or "I" in older Pillow): 0..65535 scaled to 0..255, not
+        # clipped. A 32-bit integer or float image is scaled by its own maximum.
+        values = np.asarray(picture, dtype=np.float64)
+        top = float(values.max(initial=0.0))
+        scale = 65535.0 if (mode.startswith("I;16") or top <= 65535.0) and mode != "F" else max(top, 1.0)
+        gray = np.clip(np.rint(values / scale * 255.0), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=-1))
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in picture.info):
+        # Transparent pixels are shown on white, as a browser shows them.
+        rgba = picture.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        picture = Image.alpha_composite(background, rgba)
+    array = np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
+    """Read one photo as RGB ``uint8`` ``(H, W, 3)``, the form :func:`helpers.sample_images` gives.
+
+    Introduced in notebook 03 ("Your own photo"). Pillow decodes the file; the EXIF orientation a
+    phone records is applied (the photo comes out the way up it is shown); grayscale, palette,
+    CMYK and 16-bit images become RGB (16-bit values are scaled from 0..65535 to 0..255);
+    transparent pixels (RGBA, LA, palette with transparency) are composited on white.
+
+    Parameters
+    ----------
+    source
+        A path (``str`` or ``pathlib.Path``), or the bytes of a file (e.g. an upload's content).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` ``uint8``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist (the message names it).
+    IsADirectoryError
+        The path is a folder: use :func:`load_images`.
+    ValueError
+        The file or bytes are not an image Pillow can read (the message names the file).
+    TypeError
+        ``source`` is neither a path nor bytes.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        opened: Any = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"no such image file: {_describe(source)}")
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{_describe(source)} is a folder; use helpers.load_images(folder) for every image in it"
+            )
+        opened = path
+    else:
+        raise TypeError(
+            f"source must be a path (str or pathlib.Path) or the bytes of an image file, got "
+            f"{type(source).__name__}"
+        )
+    try:
+        with Image.open(opened) as picture:
+            picture.load()
+            picture = ImageOps.exif_transpose(picture)
+            return _to_rgb_uint8(picture)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(
+            f"cannot read {_describe(source)} as an image ({type(error).__name__}: {error}); "
+            f"expected a photo Pillow can open, e.g. JPEG or PNG"
+        ) from None
+
+
+def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
+    """Read several photos: ``{file stem: RGB uint8 (H, W, 3)}``, as :func:`helpers.sample_images`.
+
+    Introduced in notebook 03. Classifiers and CAM functions take the dict itself.
+
+    Parameters
+    ----------
+    source
+        A folder (its image files, by name ending :data:`IMAGE_SUFFIXES`, in name order; other
+        files and sub-folders are skipped), or a list of paths (in the list's order; each must be
+        an image).
+
+    Returns
+    -------
+    dict[str, numpy.ndarray]
+        Keyed by file name without its ending; a repeated stem gets its ending too
+        (``"cat.png"`` beside ``"cat"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder, or a listed file, does not exist.
+    ValueError
+        The folder holds no image file, the list is empty, or a file cannot be read (the message
+        names it).
+    TypeError
+        ``source`` is not a path or a list of paths.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.exists():
+            raise FileNotFoundError(f"no such folder or file: {_describe(source)}")
+        if not folder.is_dir():
+            return {folder.stem: load_image(folder)}
+        paths = sorted(
+            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda p: p.name,
+        )
+        if not paths:
+            raise ValueError(
+                f"the folder {_describe(source)} holds no image files (looked for "
+                f"{', '.join(IMAGE_SUFFIXES)})"
+            )
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        raise TypeError("load_images takes a folder or a list of paths; for bytes use load_image")
+    elif isinstance(source, Iterable):
+        paths = [Path(p) if isinstance(p, (str, os.PathLike)) else p for p in source]
+        bad = [p for p in paths if not isinstance(p, Path)]
+        if bad:
+            raise TypeError(f"a list of paths was expected; got a {type(bad[0]).__name__} in it")
+        if not paths:
+            raise ValueError("got an empty list of paths; pass at least one image file")
+    else:
+        raise TypeError(
+            f"source must be a folder or a list of paths, got {type(source).__name__}"
+        )
+    images: dict[str, np.ndarray] = {}
+    for path in paths:
+        key = path.stem if path.stem not in images else path.name
+        images[key] = load_image(path)
+    return images

@@ -1,0 +1,210 @@
+"""Boxes from class activation maps: threshold, largest component, bounding box; IoU; rescaling.
+
+Introduced in notebook 04. Scores of many boxes (accuracy, MaxBoxAcc, the pointing game) are in
+:mod:`helpers.evaluate.localization`.
+
+Conventions
+-----------
+* A box is ``(x0, y0, x1, y1)`` in **inclusive** pixel coordinates of the map's frame: ``x`` is the
+  column, ``y`` the row, and the box covers ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels.
+* ``cam_to_box`` follows Zhou et al. (2016): keep the pixels whose value is at least
+  ``threshold * max(cam)``, take the **largest 8-connected component** (pixels touching by an edge
+  or a corner belong together), and return its bounding box. When two components have the same
+  size, the one holding the map's highest value wins, then the first in row-major order.
+* A map with no positive value (``max(cam) <= 0``) carries no evidence for the class: there is no
+  box (``None``; in batched functions the row :data:`NO_BOX`), which scores IoU 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from helpers.checks import ArgumentError, integer, number
+
+__all__ = ["NO_BOX", "box_iou", "cam_to_box", "cams_to_boxes", "scale_box"]
+
+Box = tuple[int, int, int, int]
+#: Row used by the batched functions for "no box" (a map with no positive value).
+NO_BOX: Box = (-1, -1, -1, -1)
+#: 8-connectivity: a 3x3 block of ones.
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def _check_map(cam: Any, name: str = "cam") -> np.ndarray:
+    array = np.asarray(cam, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D map (H, W), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty: shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def check_threshold(threshold: float) -> float:
+    """A fraction of the map's maximum, in [0, 1]."""
+    return number("threshold", threshold, 0.0, 1.0)
+
+
+def check_iou_threshold(iou_threshold: float) -> float:
+    """An IoU in (0, 1]; a percentage (50 for 50%) is refused with a hint, not scored 0."""
+    if isinstance(iou_threshold, (int, float)) and 1.0 < iou_threshold <= 100.0:
+        raise ArgumentError(f"iou_threshold must be a finite number in (0, 1], got "
+                            f"{iou_threshold!r} (a percentage? pass 0.5 for 50%)")
+    return number("iou_threshold", iou_threshold, 0.0, 1.0, low_open=True)
+
+
+def _check_size(size: Any, name: str) -> tuple[int, int]:
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise ArgumentError(f"{name} must be (height, width), two integers >= 1, got {size!r:.80}")
+    return integer(f"{name}[0] (height)", size[0], 1), integer(f"{name}[1] (width)", size[1], 1)
+
+
+def cam_to_box(cam: Any, threshold: float = 0.2) -> Box | None:
+    """Bounding box of the largest region where ``cam >= threshold * max(cam)``.
+
+    Parameters
+    ----------
+    cam
+        ``(H, W)`` class activation map (any real values; raw or normalised).
+    threshold
+        Fraction of the map's maximum in ``[0, 1]``; the paper uses 0.2.
+
+    Returns
+    -------
+    tuple[int, int, int, int] or None
+        ``(x0, y0, x1, y1)``, inclusive, in the map's pixel frame; ``None`` when the map has no
+        positive value (then no pixel is evidence for the class).
+
+    Raises
+    ------
+    ValueError
+        If ``cam`` is not a finite 2-D array or ``threshold`` is outside ``[0, 1]``.
+    """
+    array = _check_map(cam)
+    fraction = check_threshold(threshold)
+    peak = float(array.max())
+    if peak <= 0.0:
+        return None
+    mask = array >= fraction * peak
+    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if count == 1:
+        chosen = 1
+    else:
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        candidates = np.flatnonzero(sizes == sizes.max()) + 1
+        if len(candidates) == 1:
+            chosen = int(candidates[0])
+        else:
+            # Tie: the component with the highest value; np.argmax takes the first in row-major order.
+            best_values = ndimage.maximum(array, labels, candidates)
+            chosen = int(candidates[int(np.argmax(best_values))])
+    rows, columns = np.nonzero(labels == chosen)
+    return int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())
+
+
+def cams_to_boxes(cams: Any, threshold: float = 0.2) -> np.ndarray:
+    """:func:`cam_to_box` for a batch of maps ``(N, H, W)`` → ``(N, 4)`` int boxes.
+
+    Maps with no positive value give the row :data:`NO_BOX` ``(-1, -1, -1, -1)``.
+    """
+    array = np.asarray(cams)
+    if array.ndim != 3:
+        raise ValueError(f"cams must be a batch of maps (N, H, W), got shape {array.shape}")
+    check_threshold(threshold)
+    boxes = np.empty((len(array), 4), dtype=np.int64)
+    for index, cam in enumerate(array):
+        box = cam_to_box(cam, threshold)
+        boxes[index] = NO_BOX if box is None else box
+    return boxes
+
+
+def as_boxes(boxes: Any, name: str) -> np.ndarray:
+    if boxes is None:
+        return np.asarray(NO_BOX, dtype=np.float64)
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.shape[-1:] != (4,):
+        raise ValueError(f"{name} must have shape (..., 4) as (x0, y0, x1, y1), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    missing = np.all(array == -1, axis=-1)
+    inverted = (array[..., 2] < array[..., 0]) | (array[..., 3] < array[..., 1])
+    if np.any(inverted & ~missing):
+        raise ValueError(f"{name} has a box with x1 < x0 or y1 < y0 (inclusive boxes need x0 <= x1)")
+    return array
+
+
+def box_iou(a: Any, b: Any) -> np.ndarray | float:
+    """Intersection over union of inclusive boxes.
+
+    Parameters
+    ----------
+    a, b
+        Boxes ``(..., 4)`` as ``(x0, y0, x1, y1)``, inclusive (a box covers
+        ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels); shapes broadcast. ``None`` or :data:`NO_BOX`
+        stands for "no box" and scores 0.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        IoU in ``[0, 1]``, a float for two single boxes.
+    """
+    first, second = as_boxes(a, "a"), as_boxes(b, "b")
+    width = np.minimum(first[..., 2], second[..., 2]) - np.maximum(first[..., 0], second[..., 0]) + 1
+    height = np.minimum(first[..., 3], second[..., 3]) - np.maximum(first[..., 1], second[..., 1]) + 1
+    intersection = np.clip(width, 0, None) * np.clip(height, 0, None)
+
+    def area(box: np.ndarray) -> np.ndarray:
+        return (box[..., 2] - box[..., 0] + 1) * (box[..., 3] - box[..., 1] + 1)
+
+    union = area(first) + area(second) - intersection
+    missing = np.all(first == -1, axis=-1) | np.all(second == -1, axis=-1)
+    iou = np.where(missing, 0.0, intersection / np.where(union > 0, union, 1.0))
+    return float(iou) if iou.ndim == 0 else iou
+
+
+def scale_box(box: Any, from_size: tuple[int, int], to_size: tuple[int, int]) -> Box | None:
+    """Map an inclusive box between frames, e.g. from a 224×224 map to the original photo.
+
+    ``from_size`` and ``to_size`` are ``(height, width)``. Each pixel of the source box maps to the
+    pixels it covers in the target frame, so the box never shrinks below the area it covered.
+    ``None`` or :data:`NO_BOX` gives ``None``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Sizes that are not two positive ints, or a box outside the ``from_size`` frame (it would
+        otherwise be clipped silently).
+    """
+    (from_h, from_w), (to_h, to_w) = _check_size(from_size, "from_size"), _check_size(to_size, "to_size")
+    if box is None:
+        return None
+    coordinates = as_boxes(box, "box")
+    if coordinates.shape != (4,):
+        raise ValueError(f"box must be one box (x0, y0, x1, y1), got shape {coordinates.shape}")
+    if tuple(coordinates) == NO_BOX:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in coordinates)
+    if x0 < 0 or y0 < 0 or x1 > from_w - 1 or y1 > from_h - 1:
+        raise ValueError(
+            f"box {tuple(box)} lies outside the {from_h}x{from_w} frame it is said to be in "
+            f"(x in 0..{from_w - 1}, y in 0..{from_h - 1}); check from_size=(height, width)"
+        )
+    sx, sy = to_w / from_w, to_h / from_h
+    new = (
+        int(np.floor(x0 * sx)),
+        int(np.floor(y0 * sy)),
+        int(np.ceil((x1 + 1) * sx)) - 1,
+        int(np.ceil((y1 + 1) * sy)) - 1,
+    )
+    return (
+        min(new[0], to_w - 1),
+        min(new[1], to_h - 1),
+        min(max(new[2], new[0]), to_w - 1),
+        min(max(new[3], new[1]), to_h - 1),
+    )
