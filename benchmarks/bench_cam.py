@@ -216,7 +216,7 @@ def multiply_adds(model: Any) -> int:
     that dominates a CNN. Each output position costs the kernel's size."""
     import math
 
-    from helpers.architecture import iter_layers
+    from helpers.models.architecture import iter_layers
 
     total = 0
     for layer in iter_layers(model):
