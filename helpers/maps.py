@@ -13,7 +13,7 @@ import numpy as np
 
 from helpers.checks import integer
 
-__all__ = ["CAMResult", "normalize_cam", "resize_maps", "softmax", "upsample_maps"]
+__all__ = ["CAMResult", "normalize_cam", "resize_maps", "softmax", "upsample_maps", "upsample_operator"]
 
 #: Memory budget (number of float32 values) for one chunk of upsampled maps.
 _CHUNK_VALUES = 1 << 24
@@ -62,6 +62,15 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
         resized = resize_maps(flat[start : start + chunk], (height, width))
         out[start : start + chunk] = keras.ops.convert_to_numpy(resized)
     return out.reshape(*lead, height, width)
+
+
+def upsample_operator(low_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Matrix ``(h·w, H·W)`` such that ``low.ravel() @ R == upsample_maps(low, size).ravel()``:
+    bilinear resizing is linear, so resizing the ``h·w`` unit impulses once gives its matrix
+    (the explorer upsamples one map per slider move with it)."""
+    h, w = low_size
+    impulses = np.eye(h * w, dtype=np.float32).reshape(h * w, h, w)
+    return upsample_maps(impulses, size).reshape(h * w, -1)
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +30,7 @@ def smoke_report(bench_cam, tmp_path_factory):
     return written
 
 
+@pytest.mark.slow
 def test_machine_device_backend_and_load_are_recorded(smoke_report):
     import keras
 
@@ -47,6 +51,7 @@ def _tf_keras_vis_importable() -> bool:
     return importlib.util.find_spec("tf_keras_vis") is not None
 
 
+@pytest.mark.slow
 def test_every_method_is_measured_with_medians(smoke_report):
     """Ours and the seed post are always measured; a peer is left out only for the reason that
     applies here (the keras.io and tf-keras-vis code needs TensorFlow, tf-keras-vis is installed
@@ -75,6 +80,7 @@ def test_every_method_is_measured_with_medians(smoke_report):
         assert row["per_image_s"] == pytest.approx(row["median_s"] / row["images_per_call"])
 
 
+@pytest.mark.slow
 def test_peers_compute_the_same_maps(smoke_report):
     """The re-implemented peers are faithful: their maps, and ours brought to their format
     (scipy zoom, ReLU), correlate almost perfectly; our own bilinear upsampling differs from
@@ -88,6 +94,7 @@ def test_peers_compute_the_same_maps(smoke_report):
             assert agreement[name] > 0.999, name
 
 
+@pytest.mark.slow
 def test_goals_have_verdicts(smoke_report):
     keys = {goal["goal"] for goal in smoke_report["goals"]}
     assert keys == {"cam_over_classify", "all_over_classify", "seed_speedup", "keras_io_speedup",
@@ -103,6 +110,7 @@ def test_goals_have_verdicts(smoke_report):
     assert "| goal | model | target | measured | verdict |" in smoke_report["markdown"]
 
 
+@pytest.mark.slow
 def test_gpu_throughput_section(smoke_report):
     gpu = smoke_report["gpu_throughput"]
     assert gpu["goal_images_per_s"] == 3000
@@ -115,6 +123,7 @@ def test_gpu_throughput_section(smoke_report):
         assert row["end_to_end_images_per_s"] > 0 and row["engine_images_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_arithmetic_is_counted(smoke_report):
     (result,) = smoke_report["models"]
     # tiny_cnn: 3×3 convolutions 3 → 8 at 32 × 32 and 8 → 16 at 8 × 8, then Dense 16 → 10
@@ -129,7 +138,7 @@ def test_arithmetic_is_counted(smoke_report):
     assert "classified at" in smoke_report["markdown"]
 
 
-def test_multiply_adds_of_nested_depthwise_and_channels_first_layers(bench_cam):
+def test_multiply_adds_of_nested_depthwise_and_channels_first_layers(load_script):
     import keras
 
     inner = keras.Sequential([
@@ -145,4 +154,4 @@ def test_multiply_adds_of_nested_depthwise_and_channels_first_layers(bench_cam):
     outputs = keras.layers.Dense(7)(x)  # 180·7
     model = keras.Model(image, outputs)
     expected = 16 * 16 * 9 * 4 * 2 + 8 * 8 * 4 * 6 + 6 * 6 * 9 * 6 * 5 + 180 * 7
-    assert bench_cam.multiply_adds(model) == expected
+    assert load_script("benchmarks/workload.py").multiply_adds(model) == expected

@@ -10,6 +10,9 @@ import pytest
 import helpers
 from helpers import _engine, cam
 
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
+
 
 def _relative_error(got: np.ndarray, want: np.ndarray) -> float:
     """max |got - want| / max |want|: the identity's error on the logits' scale."""
@@ -94,6 +97,7 @@ def test_identity_on_offline_model(lite0, photos, top3):
     _check_identity(top3, lite0.logits(photos))
 
 
+@pytest.mark.slow
 def test_identity_on_random_resnet50(samples):
     resnet = helpers.load_classifier("resnet50", weights=None)
     images = [samples["chelsea"], samples["coffee"]]
@@ -559,14 +563,14 @@ def test_upsample_maps():
 
 
 def test_normalize_cam_of_extreme_finite_values_is_finite():
-    """max - min of finite float32 maps can overflow float32 (issue 13): still no NaN."""
+    """max - min of finite float32 maps can overflow float32: still no NaN."""
     shown = cam.normalize_cam(np.array([[-3e38, 3e38], [0.0, 0.0]], dtype=np.float32))
     assert np.all(np.isfinite(shown))
     np.testing.assert_allclose(shown, [[0.0, 1.0], [0.5, 0.5]], atol=1e-6)
 
 
 def test_a_single_logit_sigmoid_head_gets_sigmoid_probabilities():
-    """A softmax over one logit is always 1 (issue 13): a Dense(1, "sigmoid") head's
+    """A softmax over one logit is always 1: a Dense(1, "sigmoid") head's
     probabilities are the sigmoid of its logit, and so are a multi-label sigmoid head's."""
     keras.utils.set_random_seed(3)
     images = _random_images((3, 16, 16, 3), seed=8)

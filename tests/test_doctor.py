@@ -23,6 +23,7 @@ def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("[")]
 
 
+@pytest.mark.slow
 def test_a_good_environment_is_all_green(tmp_path, monkeypatch):
     """The whole doctor, as `python -m helpers doctor --prepare` runs it, on this (good)
     environment with a fresh weights cache: every line green, exit status 0, a timing line."""

@@ -10,6 +10,9 @@ import pytest
 from helpers import _engine, cam
 from helpers._engine import graph
 
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
+
 
 def _randomize_batch_norm(model: keras.Model, seed: int = 0) -> None:
     """Moving statistics and affine parameters far from their initial 0/1, so folding is tested."""
@@ -132,6 +135,7 @@ def test_mixed_precision_folded_pass_stays_close(mixed_model):
     assert mixed_model.get_layer("c1").dtype_policy.name == "float32"  # restored after tracing
 
 
+@pytest.mark.slow
 def test_cam_engine_runs_the_folded_graph_and_matches_the_unfolded_model(lite0, samples):
     photos = list(samples.values())
     head = cam.find_cam_head(lite0)
@@ -152,6 +156,7 @@ def test_cam_engine_runs_the_folded_graph_and_matches_the_unfolded_model(lite0, 
     assert np.abs(result.logits - logits).max() <= 1e-4 * np.abs(logits).max()
 
 
+@pytest.mark.slow
 def test_resnet50_is_folded_everywhere():
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=5)
     _randomize_batch_norm(model, seed=7)

@@ -43,6 +43,7 @@ def run_setup(backend: str, show_logs: bool) -> subprocess.CompletedProcess[str]
                           timeout=300, check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [
     "tensorflow",
     pytest.param("jax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -32,6 +31,7 @@ def test_its_notebook_run_is_the_notebooks_protocol(protocols):
     assert options.replace("canvas_size=48", "canvas_size=CANVAS") in " ".join(source.split())
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_score(protocols, tmp_path):
     output = tmp_path / "protocols.json"
     report = protocols.main(["--smoke", "--output", str(output)])
@@ -66,6 +66,7 @@ def test_notebook06_run_is_the_notebooks_recipe(seeds06):
     assert "np.exp(-((grid_y - 3) ** 2 + (grid_x - 3) ** 2) / (2 * 1.75**2))" in source
 
 
+@pytest.mark.slow
 def test_notebook06_smoke_run_writes_every_score(seeds06, tmp_path):
     output = tmp_path / "seeds.json"
     report = seeds06.main(["--smoke", "--output", str(output)])

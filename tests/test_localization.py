@@ -13,6 +13,9 @@ from helpers.evaluate.localization import (
     pointing_game,
 )
 
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
+
 
 def test_single_blob_box_is_inclusive():
     cam = np.zeros((10, 12))

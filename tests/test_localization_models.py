@@ -11,6 +11,9 @@ from helpers.evaluate.localization import evaluate_localization
 from helpers.models.small_cnn import build_small_cnn
 from helpers.data.digits import make_digit_canvases
 
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
+
 
 @pytest.fixture(scope="module")
 def images():

@@ -9,6 +9,9 @@ import pytest
 
 from helpers import _engine, cam
 
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
+
 needs_tensorflow = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="the hand computation takes gradients with tf.GradientTape (TensorFlow only)",

@@ -16,6 +16,9 @@ import pytest
 import helpers
 from helpers.models import applications, lite0, weights_cache
 
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
+
 
 def _top(classifier, image, k=5):
     return [p.class_id for p in classifier.predict(image, top=k)[0]]
@@ -177,6 +180,7 @@ def test_random_weight_architectures():
     assert resnet.model.get_layer("predictions").activation.__name__ == "linear"
 
 
+@pytest.mark.slow
 def test_cache_is_built_verified_and_rebuilt(monkeypatch, tmp_path, samples):
     monkeypatch.setenv("GAPCAM_CACHE_DIR", str(tmp_path))
     path = helpers.prepare_offline_model()

@@ -1,4 +1,4 @@
-"""Figures (helpers.plotting): overlays line up with the photo, carry a colour bar and a title,
+"""Figures (helpers.plots.cam): overlays line up with the photo, carry a colour bar and a title,
 and leave matplotlib's global settings alone."""
 
 from __future__ import annotations

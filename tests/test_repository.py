@@ -1,10 +1,16 @@
-"""Repository consistency: requirements vs environment.yml, the repository URL, notebook hygiene."""
+"""Repository consistency: requirements vs environment.yml, the repository URL, notebook hygiene;
+what the Makefile's targets and .ci/run run (with stand-ins for the venv's programs and make)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shutil
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -113,16 +119,6 @@ def test_committed_notebooks_show_their_figures(path):
         assert pictures, f"cell {index} calls plt.show() but its saved outputs hold no figure"
 
 
-def test_makefile_keeps_the_inline_backend_for_jupyter():
-    """make lab and make execute-notebooks start kernels without MPLBACKEND (ipykernel uses its
-    inline backend only when it is unset), and nothing exports one globally."""
-    makefile = (ROOT / "Makefile").read_text()
-    assert not re.search(r"^export\s+MPLBACKEND", makefile, re.M)
-    for target in ("lab", "execute-notebooks"):
-        recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
-        assert recipe and "env -u MPLBACKEND" in recipe.group(1), target
-
-
 def test_public_api_is_small_and_is_what_the_notebooks_use():
     """About 40 names (at most 45); every `helpers.X` a notebook uses is one of them, and every
     one of them resolves."""
@@ -174,7 +170,7 @@ def test_every_launch_link_points_at_a_notebook_that_exists():
     notebook of the series that exists; every notebook has one of each."""
     readme = (ROOT / "README.md").read_text()
     owner_name = re.escape(_repository_url().removeprefix("https://github.com/"))
-    colab = re.findall(rf"https://colab\.research\.google\.com/github/([^)\s]+)", readme)
+    colab = re.findall(r"https://colab\.research\.google\.com/github/([^)\s]+)", readme)
     binder = re.findall(r"https://mybinder\.org/v2/gh/([^)\s]+)", readme)
     colab_paths, binder_paths = [], []
     for link in colab:
@@ -207,27 +203,341 @@ def _requires_python() -> tuple[str, str]:
     return low, f"3.{int(high) - 1}"
 
 
-def test_make_tests_both_ends_of_requires_python():
-    """make test-lowest runs on the lowest Python requires-python allows, test-highest on the
-    highest, and the venv check of make lab accepts the same range."""
-    makefile = (ROOT / "Makefile").read_text()
-    low, high = _requires_python()
-    assert re.search(rf"^LOWEST_PY\s*\?=\s*{re.escape(low)}$", makefile, re.M)
-    assert re.search(rf"^HIGHEST_PY\s*\?=\s*{re.escape(high)}$", makefile, re.M)
-    as_tuple = lambda version: "(%s, %s)" % tuple(version.split("."))  # noqa: E731
-    assert f"{as_tuple(low)} <= v <= {as_tuple(high)}" in makefile
-    assert f"Python {low}-{high} is needed" in makefile
+# --- What the Makefile and .ci/run run ------------------------------------------------------------
+# The targets run for real, on a stand-in venv: its python, jupyter and ruff are scripts that
+# record their arguments, working folder and environment (and exit 0, or 1 when FAKE_FAIL names
+# them). `make -n` (print, run nothing) where a stand-in cannot go.
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+
+_RECORDER = """#!/bin/sh
+{ printf '%s\\037' "$(basename "$0")" "$PWD" "KERAS_BACKEND=${KERAS_BACKEND-<unset>}" \\
+    "GAPCAM_OFFLINE=${GAPCAM_OFFLINE-<unset>}" "MPLBACKEND=${MPLBACKEND-<unset>}" "$@"; echo; } \\
+  >> "$FAKE_LOG"
+[ "$(basename "$0")" != "${FAKE_FAIL-}" ]
+"""
 
 
-def test_make_lab_registers_no_kernel_the_notebooks_do_not_use():
+def _write_recorder(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_RECORDER)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def _clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without what an outer make passes down (its flags and
+    command-line variables, e.g. VENV=), with KERAS_BACKEND and MPLBACKEND unset."""
+    drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "KERAS_BACKEND", "MPLBACKEND"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+
+
+class FakeVenv:
+    """A venv whose programs only record how they were called; installed (its stamp is newer
+    than the requirements), so the set-up steps do not run pip."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.log = folder / "calls.log"
+        for name in ("python", "jupyter", "ruff"):
+            _write_recorder(folder / "bin" / name)
+        (folder / ".installed").touch()  # newer than the requirements files it depends on
+        # Relative to the repository: execute-notebooks calls ../$(BIN)/jupyter from notebooks/.
+        self.venv = os.path.relpath(folder, ROOT)
+
+    def make(self, *targets: str, fail: str = "", **environment: str):
+        self.log.write_text("")
+        result = subprocess.run(
+            ["make", "--no-print-directory", *targets, f"VENV={self.venv}"], cwd=ROOT,
+            env=_clean_environment(FAKE_LOG=str(self.log), FAKE_FAIL=fail, **environment),
+            capture_output=True, text=True, timeout=120)
+        return result, self.calls()
+
+    def calls(self) -> list[dict]:
+        calls = []
+        for line in self.log.read_text().splitlines():
+            name, cwd, *fields = line.rstrip("\x1f").split("\x1f")
+            environment = dict(field.split("=", 1) for field in fields[:3])
+            calls.append({"program": name, "cwd": Path(cwd), "env": environment,
+                          "args": fields[3:]})
+        return calls
+
+
+@pytest.fixture
+def fake_venv(tmp_path):
+    return FakeVenv(tmp_path / "venv")
+
+
+def _pytest_runs(calls: list[dict]) -> list[dict]:
+    return [c for c in calls if c["program"] == "python" and c["args"][:2] == ["-m", "pytest"]]
+
+
+def _selection(call: dict) -> list[str]:
+    """The paths and -m expression of a pytest call (its other options left out)."""
+    args, chosen = call["args"][2:], []
+    for index, arg in enumerate(args):
+        if arg == "-m":
+            chosen += ["-m", args[index + 1]]
+        elif not arg.startswith("-") and (index == 0 or args[index - 1] not in ("-m", "-p", "-W")):
+            chosen.append(arg)
+    return chosen
+
+
+@needs_make
+def test_make_test_runs_lint_every_test_every_notebook_and_the_jax_tests(fake_venv):
+    result, calls = fake_venv.make("test")
+    assert result.returncode == 0, result.stderr
+    assert calls[0]["program"] == "ruff", "lint runs first (it takes seconds)"
+    assert calls[0]["args"] == ["check", "helpers", "tests", "benchmarks", "experiments"]
+    assert ["-m", "helpers", "prepare"] in [c["args"] for c in calls], "the model is prepared"
+    runs = _pytest_runs(calls)
+    assert [(_selection(c), c["env"]["KERAS_BACKEND"]) for c in runs] == [
+        (["tests/"], "tensorflow"),
+        (["notebooks/"], "tensorflow"),
+        (["tests/", "-m", "jax"], "jax"),
+    ]
+    notebooks = runs[1]["args"]
+    assert {"--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=600"} <= set(notebooks)
+    for call in runs:
+        assert call["env"]["GAPCAM_OFFLINE"] == "1" and call["cwd"] == ROOT
+        assert "no:cacheprovider" in call["args"]
+
+
+@needs_make
+@pytest.mark.parametrize("failing", ["ruff", "python"])
+def test_make_test_stops_at_the_first_part_that_fails(fake_venv, failing):
+    result, calls = fake_venv.make("test", fail=failing)
+    assert result.returncode != 0
+    assert calls and calls[-1]["program"] == failing
+    if failing == "ruff":
+        assert _pytest_runs(calls) == [], "tests ran although lint failed"
+
+
+@needs_make
+@pytest.mark.parametrize("target, selection, backend", [
+    ("test-unit", ["tests/"], "tensorflow"),
+    ("test-fast", ["tests/", "-m", "not slow"], "tensorflow"),
+    ("test-jax", ["tests/", "-m", "jax"], "jax"),
+    ("test-notebooks", ["notebooks/"], "tensorflow"),
+])
+def test_each_part_of_make_test_runs_alone(fake_venv, target, selection, backend):
+    result, calls = fake_venv.make(target)
+    assert result.returncode == 0, result.stderr
+    runs = _pytest_runs(calls)
+    assert [(_selection(c), c["env"]["KERAS_BACKEND"]) for c in runs] == [(selection, backend)]
+    assert runs[0]["env"]["GAPCAM_OFFLINE"] == "1"
+    assert not [c for c in calls if c["program"] == "ruff"]
+
+
+@needs_make
+def test_make_lint_checks_the_code_with_ruff(fake_venv):
+    result, calls = fake_venv.make("lint")
+    assert result.returncode == 0, result.stderr
+    assert [(c["program"], c["args"]) for c in calls] == [
+        ("ruff", ["check", "helpers", "tests", "benchmarks", "experiments"])]
+    fake_venv.folder.joinpath(".installed").unlink()  # a fresh venv: the set-up installs ruff
+    dry_run = subprocess.run(["make", "-n", "lint", f"VENV={fake_venv.venv}"], cwd=ROOT,
+                             env=_clean_environment(), capture_output=True, text=True, timeout=60)
+    assert "-r requirements-test.txt" in dry_run.stdout, dry_run.stdout
+    requirements = (ROOT / "requirements-test.txt").read_text().splitlines()
+    assert any(re.match(r"ruff\s*[<>=~]", line) for line in requirements), "ruff is not installed"
+
+
+@needs_make
+def test_jupyter_starts_without_mplbackend(fake_venv):
+    """make lab and make execute-notebooks start kernels without MPLBACKEND (ipykernel uses its
+    inline backend only when it is unset, else the saved notebooks show no figures), even when
+    the caller's environment has one; and no target sets one for the others."""
+    result, calls = fake_venv.make("lab", MPLBACKEND="Agg")
+    assert result.returncode == 0, result.stderr
+    lab = [c for c in calls if c["program"] == "jupyter"]
+    assert [c["args"][:2] for c in lab] == [["lab", "notebooks/"]]
+    assert lab[0]["env"]["MPLBACKEND"] == "<unset>"
+
+    result, calls = fake_venv.make("execute-notebooks", MPLBACKEND="Agg")
+    assert result.returncode == 0, result.stderr
+    executed = [c for c in calls if c["program"] == "jupyter"]
+    assert sorted(c["args"][-1] for c in executed) == [path.name for path in NOTEBOOKS]
+    for call in executed:
+        assert call["args"][:2] == ["nbconvert", "--to"] and "--execute" in call["args"]
+        assert call["env"]["MPLBACKEND"] == "<unset>" and call["cwd"] == ROOT / "notebooks"
+
+    result, calls = fake_venv.make("test")
+    assert {c["env"]["MPLBACKEND"] for c in calls} == {"<unset>"}, "a MPLBACKEND is exported"
+
+
+@needs_make
+def test_make_lab_registers_no_kernel_the_notebooks_do_not_use(fake_venv):
     """The notebooks name the "python3" kernel (Colab and Binder know only that one), which
-    JupyterLab from the venv provides; make lab must not add a second one to the launcher."""
-    makefile = (ROOT / "Makefile").read_text()
-    assert "kernelspec install" not in makefile and "ipykernel install" not in makefile
+    JupyterLab from the venv provides; neither the set-up nor make lab adds a second one."""
+    _, calls = fake_venv.make("lab")
+    fake_venv.folder.joinpath(".installed").unlink()
+    dry_run = subprocess.run(["make", "-n", "lab", f"VENV={fake_venv.venv}"], cwd=ROOT,
+                             env=_clean_environment(), capture_output=True, text=True, timeout=60)
+    commands = [" ".join(c["args"]) for c in calls] + dry_run.stdout.splitlines()
+    assert not [c for c in commands if "kernelspec install" in c or "ipykernel install" in c]
 
 
-def test_ci_runs_the_browser_test_after_make_test():
-    steps = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()
-             if line.strip().startswith("make ")]
-    assert steps == ["make test", "make test-widgets7", "make test-browser",
-                     "make test-browser-widgets7", "make test-wheelhouse"], steps
+def _help_lines() -> dict[str, str]:
+    shown = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT,
+                           env=_clean_environment(), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = [line.split(None, 2) for line in shown.stdout.splitlines()]
+    assert all(len(line) == 3 and line[0] == "make" for line in lines), shown.stdout
+    return {target: description for _, target, description in lines}
+
+
+def _phony_targets() -> set[str]:
+    """The .PHONY targets, from make's own database (`make -p`: every rule and variable as make
+    read them), not from the Makefile's text."""
+    database = subprocess.run(["make", "-pq", "help"], cwd=ROOT, env=_clean_environment(),
+                              capture_output=True, text=True, timeout=60).stdout
+    phony = re.search(r"^\.PHONY: (.*)$", database, re.M)
+    assert phony, "make -p shows no .PHONY targets"
+    return set(phony.group(1).split())
+
+
+@needs_make
+def test_make_help_describes_every_target():
+    """Every phony target (each one a user runs) is listed by make help with a description,
+    and every target listed exists."""
+    described = _help_lines()
+    phony = _phony_targets()
+    assert {"help", "test", "test-fast", "lint", "lab", "setup", "test-lowest"} <= phony
+    assert sorted(phony - described.keys()) == [], "targets without a ## description"
+    assert sorted(described.keys() - phony) == [], "make help lists targets that are not phony"
+    for target in described:
+        dry_run = subprocess.run(["make", "-n", target], cwd=ROOT, env=_clean_environment(),
+                                 capture_output=True, text=True, timeout=60)
+        assert "No rule to make target" not in dry_run.stderr, target
+
+
+@needs_make
+def test_make_without_a_target_prints_the_help():
+    plain = subprocess.run(["make", "--no-print-directory"], cwd=ROOT, env=_clean_environment(),
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and plain.stdout.splitlines() == [
+        f"make {target:<22} {text}" for target, text in _help_lines().items()], plain.stdout
+
+
+def _python_reporting(path: Path, version: tuple[int, int]) -> Path:
+    """A python that reports `version` to the code it runs with -c and records -m venv."""
+    path.write_text(f"#!{sys.executable}\n"
+                    "import sys\n"
+                    "if sys.argv[1] == '-c':\n"
+                    f"    sys.version_info = {(*version, 0, 'final', 0)!r}\n"
+                    "    exec(sys.argv[2])\n"
+                    "else:\n"
+                    "    print('RAN', *sys.argv[1:])\n")
+    path.chmod(0o755)
+    return path
+
+
+@needs_make
+def test_the_venv_is_made_only_with_a_python_that_requires_python_allows(tmp_path):
+    low, high = _requires_python()
+    (low_major, low_minor), (high_major, high_minor) = (
+        tuple(map(int, version.split("."))) for version in (low, high))
+    venv = tmp_path / "venv"
+    for version, accepted in [((low_major, low_minor - 1), False), ((low_major, low_minor), True),
+                              ((high_major, high_minor), True),
+                              ((high_major, high_minor + 1), False)]:
+        python = _python_reporting(tmp_path / f"python{version[0]}.{version[1]}", version)
+        made = subprocess.run(["make", f"{venv}/bin/python", f"VENV={venv}", f"PYTHON={python}"],
+                              cwd=ROOT, env=_clean_environment(), capture_output=True, text=True,
+                              timeout=60)
+        assert (made.returncode == 0) == accepted, (version, made.stdout, made.stderr)
+        assert ("RAN -m venv" in made.stdout) == accepted, version
+        if not accepted:
+            assert f"Python {low}-{high} is needed" in made.stdout + made.stderr
+
+
+@needs_make
+@pytest.mark.parametrize("target, end", [("test-lowest", 0), ("test-highest", 1)])
+def test_make_tests_both_ends_of_requires_python(tmp_path, target, end):
+    """make test-lowest makes its venv with the lowest Python requires-python allows (uv picking
+    the lowest versions), test-highest with the highest, then runs make test in that venv."""
+    version = _requires_python()[end]
+    pythons = tmp_path / "bin"
+    pythons.mkdir()
+    for minor in range(8, 16):  # every pythonX.Y answers to its name
+        _python_reporting(pythons / f"python3.{minor}", (3, minor))
+    venv = tmp_path / target
+    dry_run = subprocess.run(
+        ["make", "-n", "--no-print-directory", target, f"LOWEST_VENV={tmp_path}/test-lowest",
+         f"HIGHEST_VENV={tmp_path}/test-highest"],
+        cwd=ROOT, env=_clean_environment(PATH=f"{pythons}:{os.environ['PATH']}",
+                                         PYENV_ROOT=str(tmp_path / "no-pyenv")),
+        capture_output=True, text=True, timeout=60)
+    assert dry_run.returncode == 0, dry_run.stderr
+    commands = dry_run.stdout.replace("\\\n", " ").splitlines()
+    assert f"python{version} -m venv {venv}" in commands, dry_run.stdout
+    resolution = "lowest-direct" if end == 0 else "highest"
+    assert [c for c in commands if "uv pip install" in c and f"--resolution {resolution}" in c]
+    # ... then make test in that venv: its lint and its pytest runs.
+    assert any(c.startswith(f"{venv}/bin/ruff check") for c in commands), dry_run.stdout
+    assert any(f"{venv}/bin/python -m pytest" in c for c in commands), dry_run.stdout
+
+
+def _fake_make(folder: Path, fail: str = "") -> Path:
+    folder.mkdir()
+    make = folder / "make"
+    make.write_text('#!/bin/sh\necho "$PWD $*" >> "$FAKE_LOG"\n'
+                    f'[ "$*" != "{fail}" ]\n')
+    make.chmod(0o755)
+    return folder
+
+
+def test_ci_runs_make_test_then_the_other_checks(tmp_path):
+    """.ci/run is executable and runs, from the repository, make test, the widgets-7 tests, the
+    browser tests and the wheelhouse check, in that order (a stand-in make records them)."""
+    run = ROOT / ".ci/run"
+    assert os.access(run, os.X_OK)
+    log = tmp_path / "make.log"
+    folder = _fake_make(tmp_path / "bin")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([str(run)], cwd=elsewhere, capture_output=True, text=True, timeout=60,
+                            env=_clean_environment(PATH=f"{folder}:{os.environ['PATH']}",
+                                                   FAKE_LOG=str(log)))
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == [
+        f"{ROOT} {target}" for target in ("test", "test-widgets7", "test-browser",
+                                          "test-browser-widgets7", "test-wheelhouse")]
+
+
+@pytest.mark.parametrize("failing", ["test", "test-browser"])
+def test_ci_stops_at_the_first_failure(tmp_path, failing):
+    log = tmp_path / "make.log"
+    folder = _fake_make(tmp_path / "bin", fail=failing)
+    result = subprocess.run([str(ROOT / ".ci/run")], capture_output=True, text=True, timeout=60,
+                            env=_clean_environment(PATH=f"{folder}:{os.environ['PATH']}",
+                                                   FAKE_LOG=str(log)))
+    assert result.returncode != 0
+    assert log.read_text().splitlines()[-1] == f"{ROOT} {failing}"
+
+
+_LIST_MARKERS = """
+import sys, pytest
+class Record:
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            print("ITEM", item.nodeid, *sorted({m.name for m in item.iter_markers()} & {"jax", "slow"}))
+sys.exit(pytest.main(sys.argv[1:], plugins=[Record()]))
+"""
+
+
+@pytest.mark.slow
+def test_the_jax_and_slow_markers_each_choose_a_part_of_the_tests():
+    """Collected, not run (so a marker that pyproject.toml does not register is an error:
+    --strict-markers): some tests are marked jax and some not, some slow and some not."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LIST_MARKERS, "--collect-only", "-q", "-p", "no:cacheprovider",
+         str(ROOT / "tests")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=_clean_environment(GAPCAM_OFFLINE="1"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    markers = {line.split()[1]: set(line.split()[2:]) for line in result.stdout.splitlines()
+               if line.startswith("ITEM ")}
+    assert len(markers) > 100, result.stdout[-3000:]
+    for name in ("jax", "slow"):
+        marked = [test for test, names in markers.items() if name in names]
+        assert 0 < len(marked) < len(markers), name

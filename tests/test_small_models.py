@@ -1,4 +1,4 @@
-"""Small CNN builders (helpers.small_models): heads, parameter counts, names, a training step."""
+"""Small CNN builders (helpers.models.small_cnn): heads, parameter counts, names, a training step."""
 
 from __future__ import annotations
 

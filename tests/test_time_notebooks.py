@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -17,6 +16,7 @@ def time_notebooks(load_script):
     return load_script("benchmarks/time_notebooks.py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slow_import", [
     "",
     # Stands for importing matplotlib under load (or matplotlib 3.8): slower than the sleep cell,

@@ -1,5 +1,5 @@
 """Photo composites (helpers.photo_composites) and transfer learning with a GAP head
-(helpers.transfer): notebook 05."""
+(helpers.models.transfer): notebook 05."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import helpers
 from helpers.images import resize_image
 from helpers.data.composites import BACKGROUNDS, OBJECT_CROPS, object_crop
 from helpers.models.transfer import pooled_features
+
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
 
 SMALL = 64  # composites for the data tests; the model tests need the classifier's 224
 
@@ -169,6 +172,7 @@ def test_cam_identity_holds_on_the_transfer_model(transfer_model):
     assert np.allclose(result.logits, logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fit_from_a_folder_equals_fit_from_arrays_and_trains_only_the_head(lite0, tmp_path):
     data, folder = _tiny_folder(tmp_path, size=224)
     dataset = keras.utils.image_dataset_from_directory(folder, image_size=(224, 224),

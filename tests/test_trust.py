@@ -1,4 +1,4 @@
-"""Sanity checks and faithfulness (helpers.trust, notebook 06) on models with a known answer."""
+"""Sanity checks and faithfulness (helpers.evaluate.trust, notebook 06) on models with a known answer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import pytest
 from helpers import cam
 from helpers.models import Classifier
 from helpers.evaluate.trust import deletion_insertion, randomize_layers
+
+# Also run under KERAS_BACKEND=jax (make test-jax).
+pytestmark = pytest.mark.jax
 
 
 def _redness_classifier() -> Classifier:

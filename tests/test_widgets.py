@@ -1,4 +1,4 @@
-"""The class explorer (helpers.widgets): driven through its widgets, it never runs the network
+"""The class explorer (helpers.plots.explorer): driven through its widgets, it never runs the network
 again after it is built."""
 
 from __future__ import annotations

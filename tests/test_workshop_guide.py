@@ -4,7 +4,6 @@ notebooks' sections as they are headed now."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path

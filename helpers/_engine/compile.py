@@ -28,8 +28,9 @@ __all__ = [
 #: weights). The weighting of the maps and the logits are computed in float32 either way.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
-#: What the engine has done so far: ``builds`` (folded graphs and programs made and cached), ``traces`` (Python runs of a program's
-#: body: once per program on TensorFlow, once per input shape on JAX, every call when eager),
+#: What the engine has done so far: ``builds`` (folded graphs and programs made and cached),
+#: ``traces`` (Python runs of a program's body: once per program on TensorFlow, once per input
+#: shape on JAX, every call when eager),
 #: ``network_calls`` (forward passes over a batch of images).
 counters: Counter[str] = Counter()
 

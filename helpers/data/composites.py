@@ -175,7 +175,7 @@ def _load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def object_crop(name: str) -> np.ndarray:
     """The object of class ``name`` as cut from its photo: RGB uint8 ``(h, w, 3)``, read-only.
 
@@ -189,7 +189,7 @@ def object_crop(name: str) -> np.ndarray:
     return crop
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _background_photo(name: str) -> np.ndarray:
     """A background photo reduced once so that its shorter side is :data:`BACKGROUND_SIDE`."""
     photo = _load_photo(name)

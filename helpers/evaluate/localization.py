@@ -18,7 +18,7 @@ import numpy as np
 from helpers.cam import class_activation_maps
 from helpers.checks import integer
 from helpers.evaluate.boxes import (
-    NO_BOX, as_boxes, box_iou, cams_to_boxes, check_iou_threshold, check_threshold,
+    as_boxes, box_iou, cams_to_boxes, check_iou_threshold, check_threshold,
 )
 from helpers.maps import upsample_maps
 

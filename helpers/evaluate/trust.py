@@ -216,7 +216,7 @@ def deletion_insertion(
         image = resized[b].reshape(-1, 3)
         blurred = _blurred(resized[b], blur_sigma).reshape(-1, 3)
         variants = []
-        for kind, start, source in (("deletion", image, np.zeros_like(image)),
+        for _kind, start, source in (("deletion", image, np.zeros_like(image)),
                                     ("insertion", blurred, image)):
             for count in counts:
                 step = start.copy()

@@ -88,7 +88,7 @@ def draw_box(ax: Axes, box: Any, *, color: str = "white", linewidth: float = 1.5
     """Draw an inclusive pixel box ``(x0, y0, x1, y1)``: the rectangle encloses every pixel of
     the box (see :func:`box_bounds` for ``offset``).
 
-    Introduced in notebook 04. ``None`` or :data:`helpers.localization.NO_BOX` draws nothing and
+    Introduced in notebook 04. ``None`` or :data:`helpers.evaluate.boxes.NO_BOX` draws nothing and
     returns None.
     """
     if box is None or tuple(int(v) for v in box) == NO_BOX:

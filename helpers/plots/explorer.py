@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import io
-import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,9 +26,11 @@ from helpers.cam import class_activation_maps, find_cam_head
 from helpers.checks import integer, number
 from helpers.data.files import load_image
 from helpers.evaluate.boxes import cam_to_box, scale_box
-from helpers.maps import CAMResult, normalize_cam, upsample_maps
+from helpers.maps import CAMResult, normalize_cam, upsample_operator
 from helpers.images import as_images
-from helpers.plots._widgets import KERNEL_GONE, fallback_html, mimebundle, uploaded_files
+from helpers.plots._widgets import (
+    KERNEL_GONE, fallback_html, jpeg, mimebundle, two_lines, uploaded_files,
+)
 from helpers.plots.cam import box_bounds, display_image
 
 __all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
@@ -39,16 +39,6 @@ __all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
 _DESCRIPTION_WIDTH = "88px"
 #: Characters per line of the picture's title (wrapped, at most two lines: never clipped).
 _TITLE_CHARACTERS = 58
-
-
-def _resize_operator(low_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """Matrix ``(h·w, H·W)`` such that ``low.ravel() @ R == upsample_maps(low, size).ravel()``.
-
-    Bilinear resizing is linear: resizing the ``h·w`` unit impulses once gives its matrix.
-    """
-    h, w = low_size
-    impulses = np.eye(h * w, dtype=np.float32).reshape(h * w, h, w)
-    return upsample_maps(impulses, size).reshape(h * w, -1)
 
 
 class CAMExplorer:
@@ -123,7 +113,7 @@ class CAMExplorer:
         self._names = names
         self.result: CAMResult = class_activation_maps(model, images, classes="all")
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")  # (B, C) ranks
-        self._operator = _resize_operator(self.result.low_res.shape[2:], self.result.input_size)
+        self._operator = upsample_operator(self.result.low_res.shape[2:], self.result.input_size)
         self._labels = [f"{name} ({i})" for i, name in enumerate(self.result.class_names)]
         self._label_to_id = {label: i for i, label in enumerate(self._labels)}
         self._syncing = False
@@ -352,27 +342,13 @@ class CAMExplorer:
             self._box_artist.set_visible(True)
         probability = float(self.result.probabilities[index, class_id])
         title = f"{self.result.class_names[class_id]} ({class_id}), p = {probability:.2g}"
-        lines = textwrap.wrap(title, _TITLE_CHARACTERS)
-        if len(lines) > 2:
-            lines = [lines[0], lines[1][: _TITLE_CHARACTERS - 1] + "…"]
-        self._title.set_text("\n".join(lines) if len(lines) == 2 else lines[0] + "\n")
+        self._title.set_text(two_lines(title, _TITLE_CHARACTERS))
         self.info.value = (
             f"{title}; rank {self.rank_of(class_id)} of {len(self._labels)}; "
             f"logit {self.result.logits[index, class_id]:.2f}"
         )
-        self.image_widget.value = self._render()
+        self.image_widget.value = jpeg(self._canvas)
         self.last_update_seconds = time.perf_counter() - start
-
-    def _render(self) -> bytes:
-        """Draw the figure with Agg and encode it as JPEG: a photo with a heat map compresses
-        several times smaller than PNG, and encodes faster."""
-        from PIL import Image
-
-        self._canvas.draw()
-        pixels = np.asarray(self._canvas.buffer_rgba())[..., :3]
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="jpeg", quality=85)
-        return buffer.getvalue()
 
     # -- display -------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Figures for localisation: accuracy against the box threshold, and a gallery of boxes.
 
-Introduced in notebook 04. Like :mod:`helpers.plotting`, every function draws with matplotlib's
+Introduced in notebook 04. Like :mod:`helpers.plots.cam`, every function draws with matplotlib's
 object API, returns what it drew on, and never changes global settings.
 """
 
@@ -14,7 +14,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from helpers.evaluate.boxes import NO_BOX
 from helpers.evaluate.localization import LocalizationReport, MaxBoxAccuracy
 from helpers.plots.cam import display_image, draw_box
 

@@ -98,7 +98,7 @@ LAYOUT = """
                   bottom: Math.min(shown.bottom, window.innerHeight)}};
 }
 """
-#: A common laptop screen (issue 11: controls and picture visible together).
+#: A common laptop screen (controls and picture must be visible together).
 LAPTOP = {"width": 1366, "height": 768}
 
 
