@@ -31,6 +31,17 @@ weights come from:
   min-max scaled, masks the input (:func:`score_cam_masks`); the weight of channel ``k`` is the
   class score of that masked input (:func:`score_cam_weights`). One forward pass per channel, so
   it is slow.
+* **HiResCAM** (Draelos & Carin, 2020): the gradient itself weights each position,
+  ``M_c = Σ_k ∂S_c/∂A_k ⊙ A_k`` (:func:`hires_cam_weights`); on GAP → Dense with ``A = f`` it
+  is CAM / (h·w) exactly, signed, like Grad-CAM, but unlike Grad-CAM it stays faithful to the
+  score at any layer (no averaging of the gradient over the map).
+* **LayerCAM** (Jiang et al., IEEE TIP 2021): only the positive gradients weight each position,
+  ``M_c = Σ_k relu(∂S_c/∂A_k) ⊙ A_k`` (:func:`layer_cam_weights`).
+
+Every ``low_res`` is the weighted sum **before any ReLU** (signed): pytorch-grad-cam applies
+``max(·, 0)`` to every method's sum afterwards (``BaseCAM.compute_cam_per_layer``), for
+HiResCAM and LayerCAM too; here that is the display's business (a diverging colour map shows
+the negative part).
 
 **Adding a method** is one weights function plus one entry in :data:`METHODS`. Its parameter
 names say what it reads, and the engine passes exactly those (computing gradients only when
@@ -76,7 +87,11 @@ __all__ = [
     "grad_cam_plus_plus",
     "grad_cam_plus_plus_weights",
     "grad_cam_weights",
+    "hires_cam",
+    "hires_cam_weights",
     "keras_model_of",
+    "layer_cam",
+    "layer_cam_weights",
     "normalize_cam",
     "score_cam",
     "score_cam_masks",
@@ -132,6 +147,20 @@ def grad_cam_plus_plus_weights(gradients: Any, features: Any) -> Any:
     alpha = g2 / (2.0 * g2 + sums * g2 * gradients + 1e-6)
     alpha = ops.where(ops.not_equal(gradients, 0.0), alpha, 0.0)
     return ops.sum(alpha * ops.relu(gradients), axis=(2, 3))
+
+
+def hires_cam_weights(gradients: Any) -> Any:
+    """HiResCAM: every position weighted by the gradient there, ``w_k^c(x, y) = ∂S_c/∂A_k(x, y)``,
+    signed (pytorch-grad-cam's ``HiResCAM.get_cam_image``: ``(grads * activations).sum(1)``).
+    ``(B, K, h, w, k)``."""
+    return gradients
+
+
+def layer_cam_weights(gradients: Any) -> Any:
+    """LayerCAM: every position weighted by its positive gradient,
+    ``w_k^c(x, y) = relu(∂S_c/∂A_k(x, y))`` (pytorch-grad-cam's ``LayerCAM.get_cam_image``:
+    ``(np.maximum(grads, 0) * activations).sum(1)``). ``(B, K, h, w, k)``."""
+    return keras.ops.relu(gradients)
 
 
 def score_cam_masks(channel_maps: Any, size: tuple[int, int]) -> Any:
@@ -210,6 +239,8 @@ METHODS: dict[str, Method] = {
     "grad_cam": Method("grad_cam", grad_cam_weights),
     "grad_cam_plus_plus": Method("grad_cam_plus_plus", grad_cam_plus_plus_weights),
     "score_cam": Method("score_cam", score_cam_weights, masks=score_cam_masks),
+    "hires_cam": Method("hires_cam", hires_cam_weights),
+    "layer_cam": Method("layer_cam", layer_cam_weights),
 }
 
 
@@ -263,7 +294,8 @@ def activation_maps(
 ) -> CAMResult:
     """Maps of any method, for a batch of images: the one entry point behind every named function.
 
-    Introduced in notebook 03 (CAM, Grad-CAM) and notebook 06 (Grad-CAM++, Score-CAM).
+    Introduced in notebook 03 (CAM, Grad-CAM) and notebook 06 (Grad-CAM++, Score-CAM, HiResCAM,
+    LayerCAM).
 
     Parameters
     ----------
@@ -292,7 +324,7 @@ def activation_maps(
         weights the pooling's input.
     method
         A name in :data:`METHODS` (``"cam"``, ``"grad_cam"``, ``"grad_cam_plus_plus"``,
-        ``"score_cam"``) or a :class:`Method` of your own.
+        ``"score_cam"``, ``"hires_cam"``, ``"layer_cam"``) or a :class:`Method` of your own.
     upsample
         Also compute the upsampled maps ``(B, K, H, W)`` in the same compiled call (otherwise
         :attr:`CAMResult.maps` upsamples on first access). Refused above 1 GiB of maps.
@@ -353,6 +385,8 @@ class_activation_maps = _named("cam", "Class activation maps (Zhou et al., 2016)
 grad_cam = _named("grad_cam", "Grad-CAM maps before ReLU (Selvaraju et al., 2017)", "03")
 grad_cam_plus_plus = _named("grad_cam_plus_plus", "Grad-CAM++ maps before ReLU", "06")
 score_cam = _named("score_cam", "Score-CAM maps before ReLU (Wang et al., 2020)", "06")
+hires_cam = _named("hires_cam", "HiResCAM maps, signed (Draelos & Carin, 2020)", "06")
+layer_cam = _named("layer_cam", "LayerCAM maps before ReLU (Jiang et al., 2021)", "06")
 
 
 def forward(model: Any) -> Callable[[Any], Any]:

@@ -1,5 +1,5 @@
-"""Grad-CAM++ and Score-CAM (notebook 06) on cases with a known answer, and against hand
-computations written as pytorch-grad-cam writes them (layout (B, k, h, w), numpy)."""
+"""Grad-CAM++, Score-CAM, HiResCAM and LayerCAM (notebook 06) on cases with a known answer,
+and against hand computations written as pytorch-grad-cam writes them (layout (B, k, h, w), numpy)."""
 
 from __future__ import annotations
 
@@ -152,27 +152,115 @@ def test_per_position_gradients_of_many_classes_are_refused_with_a_reason(monkey
         cam.grad_cam_plus_plus(_gap_model(), _images(), classes="all")
 
 
-# -- a method is one function and one entry ---------------------------------------------------
+# -- HiResCAM and LayerCAM: per-position gradient weights --------------------------------------
 
 
-def layer_cam_weights(gradients):
-    """LayerCAM (Jiang et al., TIP 2021): each position weighted by its positive gradient."""
-    return keras.ops.relu(gradients)
+def test_hires_cam_on_a_gap_network_is_cam_over_hw_signed():
+    """On GAP → Dense, ∂S_c/∂f_k(x, y) = w_k^c / (h·w) everywhere, so HiResCAM = Σ_k w_k^c f_k /
+    (h·w) = CAM / (h·w), negative values included (no ReLU inside)."""
+    model, images = _gap_model(seed=8), _images(seed=9)
+    result = cam.hires_cam(model, images, classes="all")
+    features = _features(model, images)  # (B, h, w, k)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("logits").kernel)  # (k, C)
+    h, w = features.shape[1:3]
+    want = np.einsum("bhwk,kc->bchw", features.astype(np.float64), kernel) / (h * w)
+    assert result.method == "hires_cam" and result.low_res.shape == want.shape
+    assert want.min() < 0 < want.max(), "the case must have negative values to show they are kept"
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+    cams = cam.class_activation_maps(model, images, classes="all")
+    np.testing.assert_allclose(result.low_res * h * w, cams.low_res, rtol=1e-4,
+                               atol=1e-5 * np.abs(cams.low_res).max())
 
 
-def test_layer_cam_is_one_function_and_one_entry(monkeypatch):
-    """LayerCAM added as the docstring of helpers.cam says: one weights function, one entry in
-    METHODS, run by the generic entry point. On GAP → Dense, g = ∂S_c/∂f_k(x, y) = w_k^c / (h·w)
-    everywhere, so LayerCAM is Σ_k relu(w_k^c) f_k / (h·w): per-position weights, by hand."""
-    monkeypatch.setitem(cam.METHODS, "layer_cam", cam.Method("layer_cam", layer_cam_weights))
+def test_layer_cam_on_a_gap_network_keeps_only_positive_dense_weights():
+    """On GAP → Dense, relu(∂S_c/∂f_k) = relu(w_k^c) / (h·w): LayerCAM is Σ_k relu(w_k^c) f_k /
+    (h·w), which differs from CAM / (h·w) wherever a class has a negative weight."""
     model, images = _gap_model(seed=3), _images(count=2)
     result = cam.activation_maps(model, images, classes=[0, 2], method="layer_cam")
-    features = _features(model, images)  # (B, h, w, k)
+    features = _features(model, images).astype(np.float64)  # (B, h, w, k)
     kernel = keras.ops.convert_to_numpy(model.get_layer("logits").kernel)[:, [0, 2]]  # (k, K)
+    assert kernel.min() < 0, "the case must have a negative weight to test the ReLU"
     height, width = features.shape[1:3]
     want = np.einsum("bhwk,kc->bchw", features, np.maximum(kernel, 0.0)) / (height * width)
     assert result.method == "layer_cam" and result.low_res.shape == want.shape
-    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+    signed = np.einsum("bhwk,kc->bchw", features, kernel) / (height * width)
+    assert np.abs(result.low_res - signed).max() > 1e-3 * np.abs(signed).max()
+
+
+@needs_tensorflow
+@pytest.mark.parametrize("name", ["hires_cam", "layer_cam"])
+def test_hires_and_layer_cam_equal_the_hand_computation_with_gradient_tape(name):
+    """pytorch-grad-cam's get_cam_image of HiResCAM ((grads * activations).sum(1)) and LayerCAM
+    ((np.maximum(grads, 0) * activations).sum(1)), before BaseCAM's final ReLU, on
+    tf.GradientTape gradients at a layer without ReLU, in a network without GAP."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(10)
+    inputs = keras.Input((14, 14, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(5, 3, name="conv_b")(x)  # signed activations
+    x = keras.layers.MaxPooling2D()(keras.layers.ReLU()(x))
+    outputs = keras.layers.Dense(3)(keras.layers.Dense(6, activation="tanh")(
+        keras.layers.Flatten()(x)))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(11).uniform(-1, 1, (2, 14, 14, 3)).astype(np.float32)
+    result = cam.activation_maps(model, images, classes=[1, 2], layer="conv_b", method=name)
+
+    cut = model.get_layer("conv_b").output
+    activations = tf.convert_to_tensor(keras.Model(model.inputs, cut)(images))
+    rest = keras.Model(cut, model.outputs[0])
+    expected = []
+    for target in (1, 2):
+        with tf.GradientTape() as tape:
+            tape.watch(activations)
+            score = tf.reduce_sum(rest(activations)[:, target])
+        grads = np.moveaxis(tape.gradient(score, activations).numpy(), -1, 1)  # (B, k, h, w)
+        acts = np.moveaxis(activations.numpy(), -1, 1)
+        weights = grads if name == "hires_cam" else np.maximum(grads, 0)
+        expected.append((weights * acts).sum(axis=1))
+    want = np.stack(expected, axis=1)
+    # Where conv_b is negative the ReLU after it zeroes the gradient, so LayerCAM is >= 0 here;
+    # HiResCAM keeps negative evidence (negative gradients at positive activations).
+    assert want.max() > 0 and (want.min() < 0) == (name == "hires_cam")
+    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_the_named_aliases_are_activation_maps_with_the_method_set():
+    model, images = _gap_model(seed=12), _images(count=2)
+    for name in ("hires_cam", "layer_cam"):
+        alias = getattr(cam, name)
+        assert alias.keywords == {"method": name} and name in cam.METHODS
+        assert cam.METHODS[name].inputs == ("gradients",)
+        got = alias(model, images, top_k=2)
+        want = cam.activation_maps(model, images, top_k=2, method=name)
+        np.testing.assert_array_equal(got.low_res, want.low_res)
+    import helpers
+
+    assert "hires_cam" not in helpers.__all__ and "layer_cam" not in helpers.__all__
+    got = helpers.activation_maps(model, images, method="hires_cam")
+    assert got.method == "hires_cam"
+
+
+# -- a method is one function and one entry ---------------------------------------------------
+
+
+def positive_gradient_weights(gradients):
+    """LayerCAM's weights, written again outside the package: each position weighted by its
+    positive gradient."""
+    return keras.ops.relu(gradients)
+
+
+def test_a_method_is_one_function_and_one_entry(monkeypatch):
+    """A method added as the docstring of helpers.cam says (one weights function, one entry in
+    METHODS) runs through the generic entry point and gives the built-in LayerCAM."""
+    monkeypatch.setitem(cam.METHODS, "my_layer_cam",
+                        cam.Method("my_layer_cam", positive_gradient_weights))
+    model, images = _gap_model(seed=3), _images(count=2)
+    result = cam.activation_maps(model, images, classes=[0, 2], method="my_layer_cam")
+    built_in = cam.layer_cam(model, images, classes=[0, 2])
+    assert result.method == "my_layer_cam"
+    np.testing.assert_allclose(result.low_res, built_in.low_res, rtol=1e-6, atol=1e-7)
 
 
 def test_weighted_sum_takes_channel_or_per_position_weights():
