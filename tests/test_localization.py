@@ -145,8 +145,14 @@ def test_pointing_game():
     cams[1, 7, 7] = 1.0  # outside
     cams[2, 5, 5] = 1.0  # one pixel outside: inside with tolerance 1
     truth = np.array([[1, 1, 4, 4]] * 3)
-    assert pointing_game(cams, truth) == pytest.approx(1 / 3)
-    assert pointing_game(cams, truth, tolerance=1) == pytest.approx(2 / 3)
+    assert pointing_game(cams, truth, tolerance=0) == pytest.approx(1 / 3)
+    # (5, 5) is sqrt(2) from the corner (4, 4): a disc of radius 1 misses it, radius 2 reaches it.
+    assert pointing_game(cams, truth, tolerance=1) == pytest.approx(1 / 3)
+    assert pointing_game(cams, truth, tolerance=2) == pytest.approx(2 / 3)
+    # (7, 7) is sqrt(18) ≈ 4.24 away: within Zhang et al.'s default 15 pixels.
+    assert pointing_game(cams, truth) == 1.0
+    assert pointing_game(cams, truth, tolerance=4) == pytest.approx(2 / 3)
+    assert pointing_game(cams, truth, tolerance=5) == 1.0
 
 
 def test_max_box_accuracy_finds_the_better_threshold():
@@ -156,7 +162,7 @@ def test_max_box_accuracy_finds_the_better_threshold():
     cam[8:12, 8:12] = 1.0
     cams = np.stack([cam] * 3)
     truth = np.array([[8, 8, 11, 11]] * 3)
-    result = max_box_accuracy(cams, truth)
+    result = max_box_accuracy(cams, truth, protocol="zhou")
     assert localization_accuracy(cams_to_boxes(cams, 0.2), truth) == 0.0
     assert result.best == 1.0 and 0.3 < result.best_threshold <= 1.0
     assert result.accuracies.shape == result.thresholds.shape == (20,)
@@ -192,6 +198,7 @@ def test_localization_report_on_toy_maps():
     summary = report.summary()
     assert summary["classification"] == 0.75 and summary["top-1 loc. (tau=0.2)"] == 0.25
     assert summary["GT-known loc. (tau=0.2)"] == 0.25 and summary["pointing game"] == 0.5
+    assert summary["MaxBoxAcc (zhou)"] == 0.25 and report.max_box.protocol == "zhou"
     assert summary["mean IoU"] == pytest.approx((1.0 + 0.16) / 4)
 
 
@@ -204,8 +211,8 @@ def test_localization_report_agrees_with_the_single_metrics():
     boxes = cams_to_boxes(cams, 0.35)
     np.testing.assert_array_equal(report.boxes, boxes)
     assert report.gt_known == localization_accuracy(boxes, truth)
-    assert report.pointing == pointing_game(cams, truth)
-    sweep = max_box_accuracy(cams, truth, [0.1, 0.35, 0.6])
+    assert report.pointing == pointing_game(cams, truth, tolerance=0)
+    sweep = max_box_accuracy(cams, truth, protocol="zhou", thresholds=[0.1, 0.35, 0.6])
     np.testing.assert_array_equal(report.max_box.accuracies, sweep.accuracies)
     assert report.max_box.accuracies[1] == report.gt_known  # the sweep includes the threshold
     assert np.isnan(report.classification) and np.isnan(report.top1) and report.correct is None

@@ -52,7 +52,8 @@ def test_threshold_sweep_marks_best_and_fixed_threshold():
     cams[:, 2:18, 2:18] = 0.3
     cams[:, 8:12, 8:12] = 1.0
     truth = np.array([[8, 8, 11, 11]] * 2)
-    sweeps = {"halo": max_box_accuracy(cams, truth), "flat": max_box_accuracy(cams * 0 + 1, truth)}
+    sweeps = {"halo": max_box_accuracy(cams, truth, protocol="zhou"),
+              "flat": max_box_accuracy(cams * 0 + 1, truth, protocol="zhou")}
     before = dict(matplotlib.rcParams)
     ax = plot_threshold_sweep(sweeps, colors={"halo": "tab:blue"})
     assert dict(matplotlib.rcParams) == before
@@ -65,8 +66,14 @@ def test_threshold_sweep_marks_best_and_fixed_threshold():
     assert [d.get_xdata()[0] for d in dots] == [0.2, 0.2]
     assert dots[0].get_ydata()[0] == 0.0  # the halo's box at 0.2 is too big
     assert any("MaxBoxAcc 1.00" in text.get_text() for text in ax.texts)
+    assert ax.get_xlabel() == "box threshold τ (fraction of the map's maximum)"
     with pytest.raises(ValueError, match="empty"):
         plot_threshold_sweep({})
+    choe = max_box_accuracy(cams, truth)
+    ax = plot_threshold_sweep({"halo": choe})
+    assert "min-max" in ax.get_xlabel() and ax.get_ylabel() == "share of boxes with IoU ≥ 0.5"
+    with pytest.raises(ValueError, match="3 IoU thresholds; draw one per line"):
+        plot_threshold_sweep({"v2": max_box_accuracy(cams, truth, (0.3, 0.5, 0.7))})
 
 
 def test_gallery_draws_maps_and_both_boxes(toy):

@@ -13,6 +13,11 @@ Conventions
   size, the one holding the map's highest value wins, then the first in row-major order.
 * A map with no positive value (``max(cam) <= 0``) carries no evidence for the class: there is no
   box (``None``; in batched functions the row :data:`NO_BOX`), which scores IoU 0.
+* :func:`choe_boxes` follows Choe et al. (CVPR 2020) as their released code computes it
+  (clovaai/wsolevaluation, ``compute_bboxes_from_scoremaps`` with ``multi_contour_eval``): every
+  region's box is a candidate, and each box is **one pixel wider and taller** than its region
+  (their ``x1 = x + w`` from ``cv2.boundingRect``, then scored with the same inclusive ``+ 1``
+  IoU as :func:`box_iou`). See its docstring.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ from scipy import ndimage
 
 from helpers.checks import ArgumentError, integer, number
 
-__all__ = ["NO_BOX", "box_iou", "cam_to_box", "cams_to_boxes", "scale_box"]
+__all__ = ["CHOE_THRESHOLDS", "NO_BOX", "box_iou", "cam_to_box", "cams_to_boxes", "choe_boxes",
+           "scale_box"]
 
 Box = tuple[int, int, int, int]
 #: Row used by the batched functions for "no box" (a map with no positive value).
 NO_BOX: Box = (-1, -1, -1, -1)
 #: 8-connectivity: a 3x3 block of ones.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+#: Choe et al.'s box thresholds: ``np.arange(0, 1, cam_curve_interval)`` with the 0.01 of their
+#: README's evaluation command (their config.py's default is 0.001).
+CHOE_THRESHOLDS: np.ndarray = np.arange(0, 1, 0.01)
 
 
 def _check_map(cam: Any, name: str = "cam") -> np.ndarray:
@@ -120,6 +129,106 @@ def cams_to_boxes(cams: Any, threshold: float = 0.2) -> np.ndarray:
         box = cam_to_box(cam, threshold)
         boxes[index] = NO_BOX if box is None else box
     return boxes
+
+
+def _min_max(array: np.ndarray) -> np.ndarray:
+    """wsolevaluation's ``normalize_scoremap``, in float64: ``cam -= min; cam /= max``, and a
+    constant map becomes zeros. (It also turns a NaN map into zeros; :func:`_check_map` refuses
+    NaN before this.)"""
+    if array.min() == array.max():
+        return np.zeros_like(array)
+    shifted = array - array.min()
+    return shifted / shifted.max()
+
+
+def _region_boxes(mask: np.ndarray) -> np.ndarray:
+    """Inclusive ``(x0, y0, x1, y1)`` of the pixels of every contour ``cv2.findContours(mask,
+    RETR_TREE)`` returns, without OpenCV.
+
+    OpenCV traces 8-connected regions of ones (on the image padded with a border of zeros, so
+    regions touching the edge count). ``RETR_TREE`` returns every border: each region's outer
+    border, whose pixels span the region's bounding box, and the border around each **hole** (a
+    4-connected patch of zeros that does not reach the edge), which runs on the ones next to the
+    hole and so spans the hole's box grown by one pixel on each side.
+    """
+    labels, _ = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    boxes = [(s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1)
+             for s in ndimage.find_objects(labels)]
+    zeros, _ = ndimage.label(np.pad(~mask, 1, constant_values=True))  # 4-connected zeros
+    outside = zeros[0, 0]
+    for index, s in enumerate(ndimage.find_objects(zeros), start=1):
+        if index != outside and s is not None:  # a hole; padded frame: - 1, grown by one: - 1
+            boxes.append((s[1].start - 2, s[0].start - 2, s[1].stop - 1, s[0].stop - 1))
+    return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+
+
+def choe_boxes(cam: Any, thresholds: Any = None) -> list[np.ndarray]:
+    """Every candidate box of a map at each threshold, as Choe et al.'s released code makes them.
+
+    Introduced in notebook 04. Step by step, as clovaai/wsolevaluation does it
+    (``normalize_scoremap``, then ``compute_bboxes_from_scoremaps(..., multi_contour_eval=True)``):
+
+    1. min-max normalise the map to [0, 1] (a constant map becomes all zeros);
+    2. ``image = (map * 255).astype(uint8)`` (truncated, not rounded);
+    3. at threshold ``τ`` keep the pixels with ``image > int(τ · max(image))`` (``cv2.threshold``
+       with ``THRESH_BINARY`` keeps values strictly above ``thresh``);
+    4. every contour of that mask (``cv2.findContours`` with ``RETR_TREE``: each 8-connected
+       region, and each hole in one) gives a box ``x, y, w, h = cv2.boundingRect(contour)``,
+       ``(x0, y0, x1, y1) = (x, y, min(x + w, W - 1), min(y + h, H - 1))``. ``boundingRect``'s
+       ``w`` counts pixels, so ``x + w`` is one past the last column: read as an inclusive box
+       (their IoU adds 1 to widths and heights, as :func:`box_iou` does), each box is one pixel
+       wider and taller than its region, except at the right and bottom edges;
+    5. an empty mask gives the one box ``(0, 0, 0, 0)``.
+
+    Regions are found with ``scipy.ndimage.label`` (8-connectivity) instead of OpenCV.
+
+    Parameters
+    ----------
+    cam
+        ``(H, W)`` finite map (any real values).
+    thresholds
+        Fractions in ``[0, 1]``; default :data:`CHOE_THRESHOLDS` (``0, 0.01, ..., 0.99``).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(n_τ, 4)`` int array of candidate boxes per threshold.
+
+    Raises
+    ------
+    ValueError
+        A map that is not 2-D, is empty, or holds NaN or infinite values (wsolevaluation would
+        score a NaN map as all zeros), or thresholds outside ``[0, 1]``.
+    """
+    array = _check_map(cam)
+    sweep = check_thresholds(CHOE_THRESHOLDS if thresholds is None else thresholds)
+    image = (_min_max(array) * 255).astype(np.uint8)
+    peak = float(image.max())
+    height, width = image.shape
+    boxes = []
+    for threshold in sweep:
+        mask = image > int(threshold * peak)
+        if not mask.any():
+            boxes.append(np.zeros((1, 4), dtype=np.int64))
+            continue
+        found = _region_boxes(mask)
+        found[:, 2] = np.minimum(found[:, 2] + 1, width - 1)  # x + w, at most W - 1
+        found[:, 3] = np.minimum(found[:, 3] + 1, height - 1)  # y + h, at most H - 1
+        boxes.append(found)
+    return boxes
+
+
+def check_thresholds(thresholds: Any) -> np.ndarray:
+    """A non-empty 1-D sequence of box thresholds, each a fraction in [0, 1], as floats."""
+    sweep = np.asarray(thresholds)
+    if sweep.ndim != 1 or sweep.size == 0 or sweep.dtype.kind not in "iuf":
+        raise ValueError(
+            f"thresholds must be a non-empty 1-D sequence of fractions in [0, 1], got {thresholds!r:.80}"
+        )
+    sweep = sweep.astype(float)
+    if not np.all((sweep >= 0.0) & (sweep <= 1.0)):  # NaN fails this too
+        raise ValueError(f"thresholds must be fractions in [0, 1], got {sweep.tolist()}")
+    return sweep
 
 
 def as_boxes(boxes: Any, name: str) -> np.ndarray:

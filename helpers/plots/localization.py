@@ -60,6 +60,10 @@ def plot_threshold_sweep(
     """
     if not sweeps:
         raise ValueError("nothing to draw: sweeps is empty")
+    for name, sweep in sweeps.items():
+        if np.ndim(sweep.accuracies) != 1:
+            raise ValueError(f"sweep {name!r} has {len(sweep.iou_thresholds)} IoU thresholds; "
+                             "draw one per line: max_box_accuracy(..., iou_threshold=0.5)")
     if ax is None:
         import matplotlib.pyplot as plt  # imported here: importing helpers stays light
 
@@ -79,8 +83,13 @@ def plot_threshold_sweep(
             at = np.flatnonzero(np.isclose(sweep.thresholds, threshold))
             if at.size:
                 ax.plot([threshold], [sweep.accuracies[at[0]]], "o", color=color, markersize=5)
-    ax.set_xlabel("box threshold τ (fraction of the map's maximum)")
-    ax.set_ylabel("share of boxes with IoU ≥ 0.5")
+    protocols = {sweep.protocol for sweep in sweeps.values()}
+    ious = {sweep.iou_thresholds[0] for sweep in sweeps.values()}
+    ax.set_xlabel("box threshold τ (fraction of the map's maximum)" if protocols == {"zhou"} else
+                  "box threshold τ (fraction of the min-max normalised map)" if protocols == {"choe"}
+                  else "box threshold τ (Zhou: of the maximum; Choe: of the min-max map)")
+    ax.set_ylabel(f"share of boxes with IoU ≥ {ious.pop():g}" if len(ious) == 1 else
+                  "share of boxes right")
     ax.set_ylim(0, 1.02)
     ax.set_xlim(0, 1)
     ax.legend(fontsize=8, loc="upper right")
