@@ -5,7 +5,7 @@ Introduced in notebook 03.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
@@ -175,6 +175,20 @@ class CAMResult:
         if self._maps is not None:
             return self._maps[image_index, k]
         return upsample_maps(self.low_res[image_index, k], self.input_size)
+
+    def joined(self, other: CAMResult) -> CAMResult:
+        """This result with ``other``'s images after its own (same model, method, classes and
+        layer): e.g. the explorer adding an uploaded photo."""
+        if (other.low_res.shape[1:], other.method, other.layer) != (
+                self.low_res.shape[1:], self.method, self.layer):
+            raise ValueError(f"cannot join a {other.method} result of maps {other.low_res.shape} "
+                             f"at {other.layer!r} to a {self.method} result of maps "
+                             f"{self.low_res.shape} at {self.layer!r}")
+        bias = None if self.bias is None else np.concatenate([self.bias, other.bias])
+        return replace(self, low_res=np.concatenate([self.low_res, other.low_res]),
+                       class_ids=np.concatenate([self.class_ids, other.class_ids]),
+                       logits=np.concatenate([self.logits, other.logits]),
+                       bias=bias, _maps=None, _probabilities=None)
 
     @property
     def identity_holds(self) -> bool:

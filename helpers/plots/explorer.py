@@ -14,8 +14,6 @@ notebook (:mod:`helpers.plots._widgets`).
 
 from __future__ import annotations
 
-import dataclasses
-import html
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,7 +27,7 @@ from helpers.evaluate.boxes import cam_to_box, scale_box
 from helpers.maps import CAMResult, normalize_cam, upsample_operator
 from helpers.images import as_images
 from helpers.plots._widgets import (
-    KERNEL_GONE, fallback_html, jpeg, mimebundle, two_lines, uploaded_files,
+    KERNEL_GONE, KERNEL_HINT, fallback_html, jpeg, mimebundle, two_lines, uploaded_files,
 )
 from helpers.plots.cam import box_bounds, display_copy
 
@@ -164,13 +162,7 @@ class CAMExplorer:
             style=label_style, layout=control(),
         )
         self.info = widgets.Label(layout=widgets.Layout(width=f"{width}px"))
-        # Always shown: after a kernel restart the front end keeps the sliders, and they move,
-        # but nothing answers them; this is the only word a reader then sees.
-        self.kernel_hint = widgets.HTML(
-            f'<span style="color: #666; font-size: 85%">If the sliders stop changing the picture: '
-            f"{html.escape(KERNEL_GONE[0].lower() + KERNEL_GONE[1:])}</span>",
-            layout=widgets.Layout(width=f"{width}px"),
-        )
+        self.kernel_hint = widgets.HTML(KERNEL_HINT, layout=widgets.Layout(width=f"{width}px"))
         self.image_widget = widgets.Image(
             format="jpeg", width=str(width), height=str(height),
             layout=widgets.Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto"),
@@ -275,16 +267,7 @@ class CAMExplorer:
         The upload button calls it with the file's bytes and name. Raises what
         :func:`helpers.load_image` raises for a file that is not a photo."""
         image = photo if isinstance(photo, np.ndarray) else load_image(photo)
-        added = class_activation_maps(self._model, image, classes="all")
-        old = self.result
-        bias = None if old.bias is None else np.concatenate([old.bias, added.bias])
-        self.result = dataclasses.replace(
-            old,
-            low_res=np.concatenate([old.low_res, added.low_res]),
-            class_ids=np.concatenate([old.class_ids, added.class_ids]),
-            logits=np.concatenate([old.logits, added.logits]),
-            bias=bias, _maps=None, _probabilities=None,
-        )
+        self.result = self.result.joined(class_activation_maps(self._model, image, classes="all"))
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")
         self._photos.append(display_copy(image, _DISPLAY_SIDE))
         index = len(self._photos) - 1
