@@ -594,3 +594,19 @@ def test_a_single_logit_sigmoid_head_gets_sigmoid_probabilities():
         assert result.output_activation == "sigmoid"
         if units == 1:
             assert not np.allclose(result.class_probabilities, 1.0)
+
+
+def test_a_channels_first_model_is_refused_not_mapped_with_a_wrong_shape():
+    """Before: a (3, 32, 32) model read (32, 32, 3) photos' rows as channels and gave maps of
+    shape (B, K, 3, 32)."""
+    model = keras.Sequential([
+        keras.Input((3, 32, 32)),
+        keras.layers.Conv2D(4, 3, data_format="channels_first", name="conv"),
+        keras.layers.GlobalAveragePooling2D(data_format="channels_first"),
+        keras.layers.Dense(2),
+    ], name="planar")
+    photos = np.zeros((2, 32, 32, 3), np.float32)
+    for method in ("cam", "grad_cam"):
+        with pytest.raises(ValueError, match=r"model 'planar' is channels-first \(its layer 'conv' "
+                                             r"has data_format='channels_first'.*channels-last"):
+            cam.activation_maps(model, photos, method=method)
