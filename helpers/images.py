@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_images", "resize_image", "resize_images", "to_rgb_batch"]
+__all__ = ["as_images", "declare_rgb_input", "resize_image", "resize_images", "takes_rgb_input",
+           "to_rgb_batch"]
 
 #: numpy dtype kinds accepted as pixel values: unsigned and signed integers, floating point.
 NUMERIC_KINDS = "uif"
@@ -246,6 +247,24 @@ def _checked_images(images: Any) -> list[np.ndarray] | np.ndarray:
         for i, image in enumerate(batch):
             _check_one_image(image, f"image {i} of the batch")
     return batch
+
+
+#: The attribute a Keras model carries when it takes RGB photos on 0..255 and normalises them
+#: itself (:func:`helpers.build_transfer_model`'s): its images are checked as a Classifier's are.
+RGB_INPUT_ATTRIBUTE = "_gapcam_takes_rgb_0_255"
+
+
+def declare_rgb_input(model: Any) -> Any:
+    """Mark a Keras model as taking RGB photos on 0..255 (it normalises them itself), so that
+    every function given it checks its images' scale (a 0..1 batch is refused, not read as
+    nearly black photos); returns the model."""
+    object.__setattr__(model, RGB_INPUT_ATTRIBUTE, True)  # not a tracked Keras attribute
+    return model
+
+
+def takes_rgb_input(model: Any) -> bool:
+    """Whether ``model`` was marked with :func:`declare_rgb_input`."""
+    return bool(getattr(model, RGB_INPUT_ATTRIBUTE, False))
 
 
 def to_rgb_batch(images: Any) -> list[np.ndarray] | np.ndarray:

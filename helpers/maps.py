@@ -5,7 +5,7 @@ Introduced in notebook 03.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
@@ -13,7 +13,8 @@ import numpy as np
 
 from helpers.checks import integer
 
-__all__ = ["CAMResult", "normalize_cam", "resize_maps", "softmax", "upsample_maps", "upsample_operator"]
+__all__ = ["UPSAMPLE_LIMIT", "CAMResult", "check_upsample_size", "normalize_cam", "resize_maps", "softmax",
+           "upsample_maps", "upsample_operator"]
 
 #: Memory budget (number of float32 values) for one chunk of upsampled maps.
 _CHUNK_VALUES = 1 << 24
@@ -27,6 +28,22 @@ def resize_maps(maps: Any, size: tuple[int, int]) -> Any:
     flat = ops.reshape(maps, (-1, shape[-2], shape[-1], 1))
     resized = ops.image.resize(flat, size, interpolation="bilinear", antialias=False)
     return ops.reshape(resized, (-1, *shape[1:-2], size[0], size[1]))
+
+
+#: Most float32 values an upsampling makes at once (1 GiB), whether in the compiled call
+#: (``upsample=True``), by :attr:`CAMResult.maps` or by :func:`upsample_maps`; more is refused.
+UPSAMPLE_LIMIT = 1 << 28
+
+
+def check_upsample_size(shape: tuple[int, ...], size: tuple[int, int], what: str) -> None:
+    """Refuse to make ``shape[:-2] + size`` float32 maps above :data:`UPSAMPLE_LIMIT`."""
+    count = int(np.prod(shape[:-2], dtype=np.int64)) * int(size[0]) * int(size[1])
+    if count > UPSAMPLE_LIMIT:
+        lead = " × ".join(str(int(n)) for n in shape[:-2]) or "1"
+        raise ValueError(
+            f"{what} would make {lead} maps of {size[0]} × {size[1]} ({count * 4 / 2**30:.1f} GiB); "
+            f"the limit is {UPSAMPLE_LIMIT * 4 / 2**30:.0f} GiB. Upsample only the maps you show "
+            "(result.map(i, k)), or ask for fewer classes or images.")
 
 
 def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
@@ -54,6 +71,7 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     height, width = (int(s) for s in size)
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive (H, W), got {size}")
+    check_upsample_size(low_res.shape, (height, width), "upsample_maps")
     lead, (h, w) = low_res.shape[:-2], low_res.shape[-2:]
     flat = low_res.reshape(-1, h, w)
     out = np.empty((flat.shape[0], height, width), dtype=np.float32)
@@ -144,9 +162,11 @@ class CAMResult:
         Computed on first access (or by the compiled call itself with ``upsample=True``),
         then kept: with ``classes="all"`` this is
         ``B × num_classes × H × W`` floats (200 MB per image for 1000 classes at 224 × 224), so
-        use :meth:`map` for a few maps.
+        use :meth:`map` for a few maps. Above :data:`UPSAMPLE_LIMIT` values it is refused, as
+        ``upsample=True`` refuses the same work.
         """
         if self._maps is None:
+            check_upsample_size(self.low_res.shape, self.input_size, "result.maps")
             self._maps = upsample_maps(self.low_res, self.input_size)
         return self._maps
 
@@ -155,6 +175,20 @@ class CAMResult:
         if self._maps is not None:
             return self._maps[image_index, k]
         return upsample_maps(self.low_res[image_index, k], self.input_size)
+
+    def joined(self, other: CAMResult) -> CAMResult:
+        """This result with ``other``'s images after its own (same model, method, classes and
+        layer): e.g. the explorer adding an uploaded photo."""
+        if (other.low_res.shape[1:], other.method, other.layer) != (
+                self.low_res.shape[1:], self.method, self.layer):
+            raise ValueError(f"cannot join a {other.method} result of maps {other.low_res.shape} "
+                             f"at {other.layer!r} to a {self.method} result of maps "
+                             f"{self.low_res.shape} at {self.layer!r}")
+        bias = None if self.bias is None else np.concatenate([self.bias, other.bias])
+        return replace(self, low_res=np.concatenate([self.low_res, other.low_res]),
+                       class_ids=np.concatenate([self.class_ids, other.class_ids]),
+                       logits=np.concatenate([self.logits, other.logits]),
+                       bias=bias, _maps=None, _probabilities=None)
 
     @property
     def identity_holds(self) -> bool:

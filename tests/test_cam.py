@@ -430,11 +430,20 @@ def test_upsample_in_the_call_equals_the_lazy_maps(lite0, photos, top3):
 
 
 def test_upsample_arguments_are_checked(lite0, samples, monkeypatch):
-    from helpers._engine import runner
+    from helpers import maps
 
-    monkeypatch.setattr(runner, "UPSAMPLE_LIMIT", 224 * 224 * 10)
-    with pytest.raises(ValueError, match=r"1 × 1000 maps of 224 × 224.*result\.map"):
+    monkeypatch.setattr(maps, "UPSAMPLE_LIMIT", 224 * 224 * 10)
+    with pytest.raises(ValueError, match=r"upsample=True would make 1 × 1000 maps of 224 × 224.*"
+                                         r"result\.map"):
         cam.class_activation_maps(lite0, samples["coffee"], classes="all", upsample=True)
+    # The same work asked of the lazy maps (before: 1.31 GiB where upsample=True refused it),
+    # or of upsample_maps, is refused alike; one map at a time is not.
+    result = cam.class_activation_maps(lite0, samples["coffee"], classes="all")
+    with pytest.raises(ValueError, match=r"result\.maps would make 1 × 1000 maps of 224 × 224"):
+        _ = result.maps
+    with pytest.raises(ValueError, match=r"upsample_maps would make 1 × 1000 maps"):
+        cam.upsample_maps(result.low_res, (224, 224))
+    assert result.map(0, 999).shape == (224, 224)
     with pytest.raises(TypeError, match="upsample must be True or False, got str"):
         cam.class_activation_maps(lite0, samples["coffee"], upsample="yes")
 
@@ -585,3 +594,19 @@ def test_a_single_logit_sigmoid_head_gets_sigmoid_probabilities():
         assert result.output_activation == "sigmoid"
         if units == 1:
             assert not np.allclose(result.class_probabilities, 1.0)
+
+
+def test_a_channels_first_model_is_refused_not_mapped_with_a_wrong_shape():
+    """Before: a (3, 32, 32) model read (32, 32, 3) photos' rows as channels and gave maps of
+    shape (B, K, 3, 32)."""
+    model = keras.Sequential([
+        keras.Input((3, 32, 32)),
+        keras.layers.Conv2D(4, 3, data_format="channels_first", name="conv"),
+        keras.layers.GlobalAveragePooling2D(data_format="channels_first"),
+        keras.layers.Dense(2),
+    ], name="planar")
+    photos = np.zeros((2, 32, 32, 3), np.float32)
+    for method in ("cam", "grad_cam"):
+        with pytest.raises(ValueError, match=r"model 'planar' is channels-first \(its layer 'conv' "
+                                             r"has data_format='channels_first'.*channels-last"):
+            cam.activation_maps(model, photos, method=method)

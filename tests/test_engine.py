@@ -150,3 +150,66 @@ def test_chunks_are_small_on_the_cpu_and_large_on_an_accelerator(monkeypatch, im
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
     cam.class_activation_maps(model, images)
     assert _engine.counters["network_calls"] - before == len(images)  # one image per call
+
+
+def test_a_model_the_reader_drops_is_freed_with_everything_built_for_it(images):
+    """The caches hold models weakly, and nothing they keep holds its key: before, each
+    load_classifier() + CAM kept a head's sub-models and their folded copies for good
+    (12 rounds: +276 MiB)."""
+    import gc
+    import weakref
+
+    from helpers._engine import compile as compiling
+    from helpers._engine.heads import find_head
+
+    def use_and_drop():
+        model = _nested_model()
+        for method in ("cam", "grad_cam", "score_cam") if keras.backend.backend() in (
+                "tensorflow", "jax") else ("cam", "score_cam"):
+            cam.activation_maps(model, images, method=method, upsample=True)
+        compiling.compiled_forward(model)(images)
+        head = find_head(model)
+        assert _engine.count_folded(compiling.inference_model(head.feature_model, head.folded))
+        return [weakref.ref(m) for m in (model, head.feature_model, head.head_model)]
+
+    entries = len(compiling._CACHE)
+    first = use_and_drop()
+    gc.collect()
+    assert first[0]() is None, "the model itself is kept"
+    second = use_and_drop()
+    gc.collect()
+    # Everything of the first round is gone; of the latest only the model is sure to be (the
+    # backend keeps its last traced function's graph, and so that head's sub-models, until
+    # the next one: one round's worth, never more).
+    assert [reference() is None for reference in first] == [True, True, True]
+    assert second[0]() is None
+    assert len(compiling._CACHE) <= entries  # (models of earlier tests may go too)
+
+
+def test_two_threads_on_one_model_build_its_programs_once(images):
+    import threading
+
+    model = _nested_model()
+    builds = _engine.counters["builds"]
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(cam.activation_maps(model, images, classes="all").low_res)
+        except Exception as error:  # noqa: BLE001 - reported by the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == [] and len(results) == 2
+    np.testing.assert_array_equal(results[0], results[1])
+    once = _engine.counters["builds"] - builds
+    cam.activation_maps(model, images, classes="all")
+    assert _engine.counters["builds"] - builds == once, "a program was built again"
+    alone = _nested_model()
+    before = _engine.counters["builds"]
+    cam.activation_maps(alone, images, classes="all")
+    assert _engine.counters["builds"] - before == once, "two threads built more than one does"

@@ -201,3 +201,19 @@ def test_one_batch_norm_layer_after_two_convolutions_folds_twice():
         keras.ops.convert_to_numpy(folded(x)), keras.ops.convert_to_numpy(model(x)),
         rtol=1e-4, atol=1e-5,
     )
+
+
+def test_a_nested_layer_named_like_an_outer_one_is_a_clear_error():
+    """Before: Keras's 'The name "conv" is used 2 times in the model' from inside the engine."""
+    from helpers import cam
+
+    base = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv")],
+                            name="base")
+    image = keras.Input((16, 16, 3))
+    features = keras.layers.Conv2D(4, 3, name="conv")(base(image))
+    model = keras.Model(image, keras.layers.Dense(2)(
+        keras.layers.GlobalAveragePooling2D()(features)), name="twice")
+    for method in ("cam", "score_cam"):
+        with pytest.raises(ValueError, match=r"model 'twice' has two layers named 'conv' \(one "
+                                             r"inside a nested model\).*another name="):
+            cam.activation_maps(model, np.zeros((1, 16, 16, 3), np.float32), method=method)

@@ -194,3 +194,79 @@ def test_each_photo_is_checked_and_resized_once_per_call(lite0, samples, monkeyp
     result = helpers.class_activation_maps(lite0, photos, top_k=2)
     assert result.num_images == len(photos) == 7
     assert counts == {"checks": 7, "resizes": 7}
+
+
+def test_photos_with_the_same_name_in_different_folders_are_all_kept(tmp_path):
+    """A glob over one folder per class gives cat/001.jpg, dog/001.jpg, fox/001.jpg: three
+    photos, three keys (before: two, one silently dropped)."""
+    paths = []
+    for value, label in enumerate(("cat", "dog", "fox")):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.full((4, 5, 3), 10 * value, np.uint8)).save(tmp_path / label / "001.png")
+        paths.append(tmp_path / label / "001.png")
+    images = load_images(paths)
+    assert list(images) == ["cat/001", "dog/001", "fox/001"]
+    assert [int(image[0, 0, 0]) for image in images.values()] == [0, 10, 20]
+    # Same stem, one folder: the first keeps the stem, the next gets its ending; a list naming
+    # one file twice gets a number, not a lost entry.
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "cat" / "001.jpg")
+    again = load_images([tmp_path / "cat" / "001.png", tmp_path / "cat" / "001.jpg",
+                         tmp_path / "cat" / "001.png", tmp_path / "cat" / "001.png"])
+    assert list(again) == ["001", "001.jpg", "001.png", "001.png (2)"]
+
+
+def test_an_image_larger_than_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    from helpers.data import files
+
+    monkeypatch.setattr(files, "MAX_IMAGE_PIXELS", 64 * 64)
+    Image.fromarray(np.zeros((65, 64), np.uint16)).save(tmp_path / "deep.png")  # 16-bit PNG
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self) or None)
+    with pytest.raises(ValueError, match=r"'.*deep\.png' is 64 × 65 = 4,160 pixels; load_image "
+                                         r"reads at most 4,096 .*MAX_IMAGE_PIXELS.*Resize it first"):
+        load_image(tmp_path / "deep.png")
+    assert decoded == [], "pixels were decoded before the size was checked"
+
+
+def test_a_large_jpeg_is_decoded_at_a_fraction_of_its_size(tmp_path, monkeypatch):
+    from helpers.data import files
+
+    photo = np.zeros((80, 120, 3), np.uint8)
+    photo[:, 60:] = 255  # right half white
+    Image.fromarray(photo).save(tmp_path / "big.jpg", quality=95)
+    monkeypatch.setattr(files, "MAX_IMAGE_PIXELS", 40 * 60)  # fits at 1/2
+    half = load_image(tmp_path / "big.jpg")
+    assert half.shape == (40, 60, 3)
+    assert half[:, :28].max() < 30 and half[:, 32:].min() > 225  # the same picture, smaller
+    monkeypatch.setattr(files, "MAX_IMAGE_PIXELS", 10 * 15)  # needs 1/8
+    assert load_image(tmp_path / "big.jpg").shape == (10, 15, 3)
+    monkeypatch.setattr(files, "MAX_IMAGE_PIXELS", 9 * 14)  # not even at 1/8
+    with pytest.raises(ValueError, match="reads at most 126"):
+        load_image(tmp_path / "big.jpg")
+
+
+def test_a_decompression_bomb_and_formats_that_fail_to_decode_are_clear_errors(tmp_path):
+    """Small files declaring 8000 × 8000 (the audit's 122 KB 16-bit PNG, +1.7 GB when decoded)
+    and 100,000 × 100,000 pixels (above Pillow's own limit, whose DecompressionBombError escaped
+    before) are refused from their headers; a decoder's own failure (e.g. DDS) is a ValueError
+    naming the file."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(
+        b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+    with pytest.raises(ValueError, match=r"the uploaded bytes .* declares too many pixels .*"
+                                         r"load_image reads at most 24,000,000"):
+        load_image(bomb)
+    modest = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 8000, 16, 0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"is 8000 × 8000 = 64,000,000 pixels; load_image reads "
+                                         r"at most 24,000,000"):
+        load_image(modest + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    dds = b"DDS " + struct.pack("<I", 124) + b"\x00" * 120  # a header with no valid format
+    with pytest.raises(ValueError, match=r"cannot read the uploaded bytes .* as an image"):
+        load_image(dds)

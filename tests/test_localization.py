@@ -296,3 +296,9 @@ def test_scale_box_refuses_a_box_outside_its_frame():
     with pytest.raises(ValueError, match=r"to_size\[0\] \(height\) must be an integer >= 1"):
         scale_box((0, 0, 1, 1), (7, 7), (0, 224))
     assert scale_box(NO_BOX, (7, 7), (224, 224)) is None
+
+
+def test_box_iou_of_unpaired_lists_names_the_counts():
+    with pytest.raises(ValueError, match=r"a holds \(3,\) boxes and b \(2,\): pair them one to one"):
+        box_iou(np.zeros((3, 4)), np.zeros((2, 4)))
+    assert box_iou(np.array([[0, 0, 1, 1], [0, 0, 3, 3]]), (0, 0, 1, 1)).tolist() == [1.0, 0.25]

@@ -309,7 +309,7 @@ def test_cache_files_are_readable_by_other_users(monkeypatch, tmp_path):
     assert helpers.prepare_offline_model() == path and weights_cache.cache_is_valid(path)
 
     # A killed conversion's leftovers are removed once clearly abandoned; a fresh one is kept.
-    stale, fresh = tmp_path / ".tmp-abc.weights.h5", tmp_path / ".tmp-def.weights.h5"
+    stale, fresh = (tmp_path / f"{weights_cache.TEMPORARY_PREFIX}{n}.weights.h5" for n in "ab")
     stale.write_bytes(b"half")
     fresh.write_bytes(b"in progress")
     os.utime(stale, (1_000_000_000, 1_000_000_000))  # 2001
@@ -324,7 +324,7 @@ def test_unwritable_cache_falls_back_per_user_then_in_memory(monkeypatch, tmp_pa
     monkeypatch.setenv("GAPCAM_CACHE_DIR", str(blocker))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    with pytest.warns(RuntimeWarning, match=r"cannot be written.*using .*gap-cam-"):
+    with pytest.warns(RuntimeWarning, match=r"cannot be used.*using .*gap-cam-"):
         path = helpers.prepare_offline_model()
     assert path.parent == weights_cache.fallback_cache_dir() and weights_cache.cache_is_valid(path)
     with warnings.catch_warnings():
@@ -333,7 +333,7 @@ def test_unwritable_cache_falls_back_per_user_then_in_memory(monkeypatch, tmp_pa
 
     # Neither writable: a clear OSError before converting; load_classifier converts in memory.
     monkeypatch.setattr(tempfile, "tempdir", str(blocker))
-    with pytest.raises(OSError, match=r"cannot be written.*nor can the fallback.*GAPCAM_CACHE_DIR"):
+    with pytest.raises(OSError, match=r"cannot be used.*nor can the fallback.*GAPCAM_CACHE_DIR"):
         helpers.prepare_offline_model()
     with pytest.warns(RuntimeWarning, match=r"in memory"):
         classifier = helpers.load_classifier("efficientnet_lite0")
@@ -348,5 +348,5 @@ def test_read_only_cache_directory_falls_back(monkeypatch, tmp_path):
     read_only.chmod(0o555)
     monkeypatch.setenv("GAPCAM_CACHE_DIR", str(read_only))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    with pytest.warns(RuntimeWarning, match="cannot be written"):
+    with pytest.warns(RuntimeWarning, match="cannot be used"):
         assert helpers.prepare_offline_model().parent == weights_cache.fallback_cache_dir()

@@ -102,6 +102,51 @@ def test_randomize_layers_changes_the_maps_inside_and_restores_the_model_after()
         np.testing.assert_array_equal(model.get_layer("logits").get_weights()[0], first)
 
 
+def test_a_layer_named_twice_is_refused_and_the_model_is_left_as_it_was():
+    """Before: the second save held the first random draw, so the block's end "restored" it
+    and the model stayed random for the rest of the session."""
+    model = _small_cnn()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"layers names \['conv'\] more than once"):
+        with randomize_layers(model, ["conv", "logits", "conv"]):
+            pass
+    for restored, original in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(restored, original)
+
+
+def test_every_variable_of_a_layer_is_redrawn_and_restored():
+    """A SeparableConv2D's depthwise and pointwise kernels (before: reported re-initialised,
+    both kept their values); a layer with a variable no initializer drew is refused whole."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)),
+                              keras.layers.SeparableConv2D(4, 3, name="separable"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    layer = model.get_layer("separable")
+    for variable in (layer.depthwise_kernel, layer.pointwise_kernel, layer.bias):
+        variable.assign(keras.ops.ones(variable.shape))
+    with randomize_layers(model, ["separable"], seed=1) as changed:
+        assert changed == ["separable"]
+        depthwise, pointwise, bias = (keras.ops.convert_to_numpy(v) for v in layer.weights)
+        assert not np.any(depthwise == 1) and not np.any(pointwise == 1) and np.all(bias == 0)
+    assert all(np.all(keras.ops.convert_to_numpy(v) == 1) for v in layer.weights)
+
+    class Scaled(keras.layers.Layer):  # a variable added without an initializer attribute
+        def build(self, shape):
+            self.w = self.add_weight(shape=(), initializer="ones", name="w")
+
+        def call(self, x):
+            return x * self.w
+
+    custom = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="conv"),
+                               Scaled(name="scaled"), keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(2)])
+    kernel = custom.get_layer("conv").get_weights()[0].copy()
+    with pytest.raises(ValueError, match=r"layer 'scaled': its variable 'w' has no initializer"):
+        with randomize_layers(custom, ["conv", "scaled"]):
+            pass
+    np.testing.assert_array_equal(custom.get_layer("conv").get_weights()[0], kernel)
+
+
 def test_randomize_layers_restores_after_an_error_and_refuses_bad_names():
     model = _small_cnn()
     before = [w.copy() for w in model.get_weights()]

@@ -165,6 +165,28 @@ def test_an_upload_joins_the_list_and_runs_the_network_once(explorer, samples, n
     assert len(network_calls) == 2
 
 
+def test_a_large_upload_is_drawn_from_a_small_copy_and_named_apart(explorer, samples):
+    """A phone photo (4000 × 3000) is drawn from a copy of at most 1024 pixels a side, over the
+    photo's full extent, so slider moves cost what they cost for a sample and the box stays in
+    the photo's pixels; an upload named like a sample is told apart, not a second "chelsea"."""
+    from PIL import Image
+
+    phone = np.asarray(Image.fromarray(samples["chelsea"]).resize((4000, 3000)))
+    explorer.add_photo(phone, name="chelsea.jpg")
+    assert [label for label, _ in explorer.image_selector.options] == [
+        "chelsea", "astronaut", "chelsea (2)"]
+    drawn = explorer._photo_artist.get_array()
+    assert max(drawn.shape[:2]) == 1024 and drawn.shape[:2] == (768, 1024)
+    assert explorer._photo_artist.get_extent() == [0, 4000, 3000, 0]
+    explorer.threshold_slider.value = 0.2
+    x0, y0, x1, y1 = explorer.box
+    assert 0 <= x0 < x1 <= 3999 and 0 <= y0 < y1 <= 2999 and x1 > 1024  # photo pixels
+    scaled = explorer.box
+    explorer.image_selector.value = 0
+    first = explorer.box  # the same cat at 451 × 300 pixels: the same box, scaled
+    assert abs(scaled[2] / 4000 - (first[2] + 1) / samples["chelsea"].shape[1]) < 0.02
+
+
 def test_an_unreadable_upload_is_reported_in_the_widget(explorer, network_calls):
     _pick_file(explorer.upload, "notes.png", b"not a picture")
     assert "notes.png" in explorer.info.value and "cannot read" in explorer.upload_error

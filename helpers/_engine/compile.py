@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -35,7 +36,11 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 counters: Counter[str] = Counter()
 
 _FOLD = {"enabled": True}
+#: Per model (weakly held): what was built for it. No value may hold its key (a model, or a
+#: sub-model in a key): the entry would then keep the model alive for good.
 _CACHE: weakref.WeakKeyDictionary[keras.Model, dict[Any, Any]] = weakref.WeakKeyDictionary()
+#: Two threads building for one model build once (re-entrant: a build may build more).
+_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -52,27 +57,36 @@ def folding(enabled: bool) -> Iterator[None]:
 def cached(model: keras.Model, key: Any, build: Callable[[], Any]) -> Any:
     """The engine's one cache: ``build()`` once per ``model`` (weakly held) and ``key``.
     The folding switch is part of every key."""
-    per_model = _CACHE.setdefault(model, {})
-    full_key = (key, _FOLD["enabled"])
-    if full_key not in per_model:
-        per_model[full_key] = build()
-        counters["builds"] += 1
-    return per_model[full_key]
+    with _LOCK:
+        per_model = _CACHE.setdefault(model, {})
+        full_key = (key, _FOLD["enabled"])
+        if full_key not in per_model:
+            per_model[full_key] = build()
+            counters["builds"] += 1
+        return per_model[full_key]
 
 
-def inference_model(model: keras.Model) -> keras.Model:
+def inference_model(model: keras.Model, store: dict | None = None) -> keras.Model:
     """``model`` with BatchNormalization folded into the convolutions before it (same
-    variables), built once per model; the model itself when folding is off or impossible."""
+    variables), built once per model; the model itself when folding is off or impossible.
+
+    The folded copy is kept in ``store`` (a head keeps those of its sub-models, so that they go
+    with it), by default in the cache entry of ``model``. Where nothing folds, only that fact is
+    kept, not the model: an entry that held its own key would never be freed."""
     if not _FOLD["enabled"]:
         return model
-
-    def build() -> keras.Model:
-        try:
-            return fold_batch_norm(model)
-        except (TypeError, ValueError):
-            return model
-
-    return cached(model, "folded", build)
+    with _LOCK:
+        if store is None:
+            store = _CACHE.setdefault(model, {})
+        key = ("folded", id(model))  # the store lives no longer than the model
+        if key not in store:
+            try:
+                folded = fold_batch_norm(model)
+            except (TypeError, ValueError):
+                folded = model
+            store[key] = None if folded is model else folded
+            counters["builds"] += 1
+        return model if store[key] is None else store[key]
 
 
 @contextlib.contextmanager
@@ -136,10 +150,11 @@ def _call_with_values(jitted: Any, variables: list[Any], *args: Any) -> Any:
 
 
 def network_program(network: Callable[[Any], Any], model: keras.Model, extra_variables: list[Any],
-                    precision: str) -> Callable[..., Any]:
+                    precision: str, store: dict | None = None) -> Callable[..., Any]:
     """``network(images)`` compiled: it runs ``model``'s inference graph (folded now, eagerly,
-    never while tracing) in ``precision``; ``extra_variables`` are other variables it reads."""
-    layers = all_layers(inference_model(model))
+    never while tracing; kept in ``store``, see :func:`inference_model`) in ``precision``;
+    ``extra_variables`` are other variables it reads."""
+    layers = all_layers(inference_model(model, store))
     return compile_function(
         functools.partial(traced, network, layers, precision),
         [*model.variables, *extra_variables],

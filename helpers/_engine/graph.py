@@ -352,6 +352,15 @@ def flatten_model(model: keras.Model) -> tuple[Any, Any]:
             f"model {model.name!r} has {len(inputs)} inputs and {len(outputs)} outputs; "
             "class activation maps need one image input and one output (the class scores)"
         )
+    names = Counter(layer.name for layer in all_layers(model) if not isinstance(layer, keras.Model))
+    repeated = sorted(name for name, count in names.items() if count > 1)
+    if repeated:  # Keras refuses one graph with two operations of one name
+        raise ValueError(
+            f"model {model.name!r} has two layers named {repeated[0]!r} (one inside a nested "
+            f"model{'; also ' + ', '.join(map(repr, repeated[1:5])) if len(repeated) > 1 else ''}"
+            "): maps need the nested model's layers in one graph, where names must be unique. "
+            "Give the outer layer another name= when building the model."
+        )
     template = inputs[0]
     new_input = keras.Input(batch_shape=tuple(template.shape), dtype=template.dtype, name="image")
     (new_output,) = rebuild(model, [new_input], fold=False)

@@ -14,7 +14,8 @@ cut at (the last one by default, or a layer named by the caller).
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -88,6 +89,9 @@ class CAMHead:
     head_model: keras.Model
     channels_first: bool = False
     output_activation: str = "linear"
+    #: Folded copies of :attr:`feature_model` and :attr:`head_model`
+    #: (:func:`helpers._engine.compile.inference_model`): kept here, they go with the head.
+    folded: dict = field(default_factory=dict, repr=False)
 
     @property
     def pooling_kind(self) -> str | None:
@@ -143,6 +147,8 @@ def keras_model_of(model: Any) -> keras.Model:
 
 _FLAT: weakref.WeakKeyDictionary[keras.Model, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 _HEADS: weakref.WeakKeyDictionary[keras.Model, dict[Any, CAMHead]] = weakref.WeakKeyDictionary()
+#: Two threads asking for the same model's head get the same one.
+_LOCK = threading.RLock()
 
 
 def _activation_name(activation: Any) -> str:
@@ -239,9 +245,14 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
     """
     keras_model = keras_model_of(model)
     key = ("pooling", None) if pooling else ("cut", layer)
-    per_model = _HEADS.setdefault(keras_model, {})
-    if key in per_model:
+    with _LOCK:
+        per_model = _HEADS.setdefault(keras_model, {})
+        if key not in per_model:
+            per_model[key] = _build_head(keras_model, layer, pooling)
         return per_model[key]
+
+
+def _build_head(keras_model: keras.Model, layer: str | None, pooling: bool) -> CAMHead:
     if keras_model not in _FLAT:
         _FLAT[keras_model] = flatten_model(keras_model)
     flat_input, flat_output = _FLAT[keras_model]
@@ -279,7 +290,7 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
             "head also uses tensors from before it (e.g. a skip connection around it); choose a "
             f"later layer ({error})"
         ) from error
-    head = CAMHead(
+    return CAMHead(
         feature_layer=getattr(feature_op, "name", "input"),
         pooling=pooling_layer,
         dense=dense,
@@ -288,5 +299,3 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
         channels_first=getattr(format_owner, "data_format", None) == "channels_first",
         output_activation=activation,
     )
-    per_model[key] = head
-    return head

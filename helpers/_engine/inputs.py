@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from helpers._engine.graph import graph_endpoints
+from helpers._engine.graph import all_layers, graph_endpoints
 from helpers._engine.heads import is_classifier, keras_model_of
 from helpers.checks import integer
-from helpers.images import as_images, resize_images, to_rgb_batch
+from helpers.images import as_images, resize_images, takes_rgb_input, to_rgb_batch
 
 __all__ = ["Classes", "Images", "class_names", "image_source", "resolve_classes"]
 
@@ -56,10 +56,13 @@ def image_source(model: Any, images: Any) -> Images:
     input size and normalised. A bare Keras model gets its inputs as they are (they may be
     preprocessed already: any range, not clipped), in any form :func:`helpers.images.as_images`
     accepts; a list is resized to the model's input size."""
+    _refuse_channels_first(model)
     if is_classifier(model):
         source = to_rgb_batch(images)
         return Images(model, source, (*model.input_size, 3))
-    source = as_images(images)
+    # A model that normalises RGB 0..255 itself (a transfer model) gets its photos checked as a
+    # Classifier's are: a 0..1 batch would otherwise pass as nearly black photos.
+    source = to_rgb_batch(images) if takes_rgb_input(keras_model_of(model)) else as_images(images)
     for image in source:
         if not np.issubdtype(image.dtype, np.integer) and not np.all(np.isfinite(image)):
             raise ValueError("images contain NaN or infinite values")
@@ -84,6 +87,20 @@ def image_source(model: Any, images: Any) -> Images:
                 "helpers.Classifier, which resizes and normalises."
             )
     return Images(model, source, tuple(int(s) for s in shape))
+
+
+def _refuse_channels_first(model: Any) -> None:
+    """Images reach the network as ``(B, H, W, C)``; a channels-first network would read their
+    rows as channels (and its maps come out with a wrong shape), so it is refused."""
+    keras_model = keras_model_of(model)
+    for layer in all_layers(keras_model):
+        if getattr(layer, "data_format", None) == "channels_first":
+            raise ValueError(
+                f"model {keras_model.name!r} is channels-first (its layer {layer.name!r} has "
+                f"data_format='channels_first'; input {tuple(keras_model.inputs[0].shape)}); helpers "
+                "gives networks channels-last images (B, H, W, C). Build it channels-last, the "
+                "Keras default (keras.config.set_image_data_format('channels_last') before building)."
+            )
 
 
 def _expected_shape(model: Any) -> tuple | None:

@@ -33,7 +33,7 @@ from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
 from helpers._engine.inputs import Classes, Images, class_names, image_source, resolve_classes
 from helpers.checks import flag
-from helpers.maps import CAMResult, resize_maps
+from helpers.maps import CAMResult, check_upsample_size, resize_maps
 
 __all__ = ["GRADIENT_INPUTS", "INPUTS", "Plan", "check_precision", "masked_logits", "programs",
            "run", "to_numpy"]
@@ -54,8 +54,6 @@ GRADIENT_INPUTS = ("gradients", "pooled_gradients")
 MASK_BATCH = 16
 #: Most float32 values of per-position gradients (``B × K × h × w × k``) in one chunk (256 MiB).
 GRADIENT_VALUES = 1 << 26
-#: Most float32 values that ``upsample=True`` computes in one call (1 GiB); more is refused.
-UPSAMPLE_LIMIT = 1 << 28
 @dataclass(frozen=True)
 class Plan:
     """What a method program computes: ``classes`` ("top", "given" or "all"), ``count`` (K),
@@ -79,15 +77,8 @@ def check_precision(dtype: Any) -> str:
 
 
 def _check_upsample(upsample: Any, batch: int, count: int, size: tuple[int, int]) -> None:
-    flag("upsample", upsample)
-    values = batch * count * size[0] * size[1]
-    if upsample and values > UPSAMPLE_LIMIT:
-        raise ValueError(
-            f"upsample=True would compute {batch} × {count} maps of {size[0]} × {size[1]} "
-            f"({values * 4 / 2**30:.1f} GiB); the limit is {UPSAMPLE_LIMIT * 4 / 2**30:.0f} GiB. "
-            "Leave upsample=False and use result.map(i, k) for the maps you show, or ask for "
-            "fewer classes."
-        )
+    if flag("upsample", upsample):
+        check_upsample_size((batch, count, 1, 1), size, "upsample=True")
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,7 +88,7 @@ def _check_upsample(upsample: Any, batch: int, count: int, size: tuple[int, int]
 
 def _network(head: CAMHead, images: Any) -> Any:
     """Stage 1: images → feature map ``A`` ``(B, h, w, k)``, float32, channels last."""
-    features = inference_model(head.feature_model)(images, training=False)
+    features = inference_model(head.feature_model, head.folded)(images, training=False)
     if head.channels_first:
         features = keras.ops.transpose(features, (0, 2, 3, 1))
     return keras.ops.cast(features, "float32")
@@ -109,7 +100,8 @@ def _logits(head: CAMHead, features: Any) -> Any:
     ops = keras.ops
     if head.channels_first:
         features = ops.transpose(features, (0, 3, 1, 2))
-    pooled = ops.cast(inference_model(head.head_model)(features, training=False), "float32")
+    pooled = inference_model(head.head_model, head.folded)(features, training=False)
+    pooled = ops.cast(pooled, "float32")
     logits = ops.matmul(pooled, ops.cast(head.dense.kernel, "float32"))
     if head.dense.bias is not None:
         logits = logits + ops.cast(head.dense.bias, "float32")
@@ -169,13 +161,13 @@ def programs(method: Any, model: Any, plan: Plan, layer: str | None = None) -> t
     keras_model = keras_model_of(model)
     head = find_head(keras_model, layer, pooling=method.pooling_head)
     network = cached(keras_model, ("network", head, plan.precision), lambda: network_program(
-        functools.partial(_network, head), head.feature_model, [], plan.precision))
+        functools.partial(_network, head), head.feature_model, [], plan.precision, head.folded))
     shape = head.feature_shape
     height, width = shape[1:] if head.channels_first else shape[:2]
     # The method program reads float32 features whatever the network's precision: one program
     # serves every precision of the same request.
     key = ("method", method.name, head, plan.classes, plan.count, plan.size)
-    inference_model(head.head_model)  # fold now, eagerly, never while tracing
+    inference_model(head.head_model, head.folded)  # fold now, eagerly, never while tracing
     signature = [((None, height, width, head.channels), "float32"), ((None, None), "int64")]
     if "masked_logits" in method.inputs:
         signature.append(((None, head.channels, head.num_classes), "float32"))
@@ -199,7 +191,7 @@ def masked_logits(method: Any, head: CAMHead, model: Any, batch: np.ndarray, fea
     logits of the image times that channel's mask (``method.masks``). One forward pass per
     channel, in batches of at most :data:`MASK_BATCH` images."""
     keras_model = keras_model_of(model)
-    layers = all_layers(inference_model(head.feature_model))
+    layers = all_layers(inference_model(head.feature_model, head.folded))
     masks_of = method.masks
     key = ("masked", method.name, masks_of, head, precision)
     program = cached(keras_model, key, lambda: compile_function(

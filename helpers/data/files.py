@@ -14,11 +14,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "load_image", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "load_image", "load_images", "unique_name"]
 
 #: File name endings :func:`load_images` reads from a folder (case-insensitive); other files are
 #: skipped. :func:`load_image` reads any format Pillow opens, whatever the name.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+#: The most pixels :func:`load_image` decodes (a 24-megapixel camera's 6000 × 4000), checked from
+#: the file's header before any pixel is decoded: a small file can declare a huge image (a
+#: "decompression bomb"), and decoding costs up to 12 bytes per pixel. Pillow's own limit is
+#: 89 million. A larger JPEG is decoded at 1/2, 1/4 or 1/8 of its size instead (JPEG can do this
+#: without decoding the whole), since every network here sees a few hundred pixels a side.
+MAX_IMAGE_PIXELS = 24_000_000
+
+
+def unique_name(name: str, taken: Iterable[str]) -> str:
+    """``name``, or ``"name (2)"``, ``"name (3)"``, ...: the first not in ``taken``."""
+    taken = set(taken)
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name} ({number})"
+    return candidate
 
 
 def _describe(source: Any) -> str:
@@ -35,7 +53,7 @@ def _to_rgb_uint8(picture: Any) -> np.ndarray:
     if mode.startswith("I") or mode == "F":
         # 16-bit grayscale ("I;16", or "I" in older Pillow): 0..65535 scaled to 0..255, not
         # clipped. A 32-bit integer or float image is scaled by its own maximum.
-        values = np.asarray(picture, dtype=np.float64)
+        values = np.asarray(picture, dtype=np.float32)
         top = float(values.max(initial=0.0))
         scale = 65535.0 if (mode.startswith("I;16") or top <= 65535.0) and mode != "F" else max(top, 1.0)
         gray = np.clip(np.rint(values / scale * 255.0), 0, 255).astype(np.uint8)
@@ -57,6 +75,9 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
     CMYK and 16-bit images become RGB (16-bit values are scaled from 0..65535 to 0..255);
     transparent pixels (RGBA, LA, palette with transparency) are composited on white.
 
+    At most :data:`MAX_IMAGE_PIXELS` pixels are decoded, checked before decoding: a larger JPEG
+    is decoded at 1/2, 1/4 or 1/8 of its size (what fits), any other larger image is refused.
+
     Parameters
     ----------
     source
@@ -74,7 +95,8 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
     IsADirectoryError
         The path is a folder: use :func:`load_images`.
     ValueError
-        The file or bytes are not an image Pillow can read (the message names the file).
+        The file or bytes are not an image Pillow can read (the message names the file), or hold
+        more pixels than :data:`MAX_IMAGE_PIXELS` (and are not a JPEG that fits at 1/8).
     TypeError
         ``source`` is neither a path nor bytes.
     """
@@ -97,15 +119,47 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
             f"{type(source).__name__}"
         )
     try:
-        with Image.open(opened) as picture:
+        with Image.open(opened) as picture:  # reads the header only
+            _bound_pixels(picture, source)
             picture.load()
             picture = ImageOps.exif_transpose(picture)
             return _to_rgb_uint8(picture)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except _TooLarge as error:
+        raise ValueError(str(error)) from None
+    except Image.DecompressionBombError as error:  # Pillow refuses from the header, above 2x its limit
+        raise ValueError(f"{_describe(source)} declares too many pixels ({error}); "
+                         + _LIMIT_ADVICE.format(limit=MAX_IMAGE_PIXELS)) from None
+    except MemoryError:
+        raise
+    except (UnidentifiedImageError, Exception) as error:  # any decoder's failure: not a photo
         raise ValueError(
             f"cannot read {_describe(source)} as an image ({type(error).__name__}: {error}); "
             f"expected a photo Pillow can open, e.g. JPEG or PNG"
         ) from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _bound_pixels(picture: Any, source: Any) -> None:
+    """Refuse an image over :data:`MAX_IMAGE_PIXELS` before it is decoded, or have a JPEG decoded
+    at the largest of 1/2, 1/4, 1/8 of its size that fits (Pillow's ``draft``)."""
+    width, height = picture.size
+    if width * height <= MAX_IMAGE_PIXELS:
+        return
+    if picture.format == "JPEG":
+        for scale in (2, 4, 8):
+            if -(-width // scale) * -(-height // scale) <= MAX_IMAGE_PIXELS:
+                picture.draft("RGB", (-(-width // scale), -(-height // scale)))
+                return
+    raise _TooLarge(f"{_describe(source)} is {width} × {height} = {width * height:,} pixels; "
+                    + _LIMIT_ADVICE.format(limit=MAX_IMAGE_PIXELS))
+
+
+_LIMIT_ADVICE = ("load_image reads at most {limit:,} (helpers.data.files.MAX_IMAGE_PIXELS; a JPEG "
+                 "up to 64 times that). Resize it first, e.g. "
+                 "PIL.Image.open(path).reduce(4).save(smaller_path)")
 
 
 def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
@@ -123,8 +177,9 @@ def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict
     Returns
     -------
     dict[str, numpy.ndarray]
-        Keyed by file name without its ending; a repeated stem gets its ending too
-        (``"cat.png"`` beside ``"cat"``).
+        Keyed by file name without its ending. Names that repeat are told apart, never dropped:
+        by their folder (``"cat/001"``, ``"dog/001"``, as a glob over one folder per class
+        gives), else their ending (``"cat.png"`` beside ``"cat"``), else a number (``"cat (2)"``).
 
     Raises
     ------
@@ -166,6 +221,8 @@ def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict
         )
     images: dict[str, np.ndarray] = {}
     for path in paths:
-        key = path.stem if path.stem not in images else path.name
-        images[key] = load_image(path)
+        folders = {p.parent for p in paths if p.stem == path.stem}
+        prefix = f"{path.parent.name}/" if len(folders) > 1 else ""  # one folder per class
+        key = prefix + path.stem if prefix + path.stem not in images else prefix + path.name
+        images[unique_name(key, images)] = load_image(path)
     return images

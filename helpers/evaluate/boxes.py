@@ -262,6 +262,13 @@ def box_iou(a: Any, b: Any) -> np.ndarray | float:
         IoU in ``[0, 1]``, a float for two single boxes.
     """
     first, second = as_boxes(a, "a"), as_boxes(b, "b")
+    try:
+        np.broadcast_shapes(first.shape[:-1], second.shape[:-1])
+    except ValueError:
+        raise ValueError(
+            f"a holds {first.shape[:-1]} boxes and b {second.shape[:-1]}: pair them one to one "
+            "(the same shape), or compare one box with many (a single box (4,) broadcasts)"
+        ) from None
     width = np.minimum(first[..., 2], second[..., 2]) - np.maximum(first[..., 0], second[..., 0]) + 1
     height = np.minimum(first[..., 3], second[..., 3]) - np.maximum(first[..., 1], second[..., 1]) + 1
     intersection = np.clip(width, 0, None) * np.clip(height, 0, None)

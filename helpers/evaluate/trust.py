@@ -34,26 +34,27 @@ __all__ = ["FaithfulnessCurves", "deletion_insertion", "randomize_layers"]
 #: Images per forward pass of the curves (a batch's activations, not its images, fill memory).
 FORWARD_BATCH = 16
 
-#: Initializer attribute of a layer for each of its variables, by the variable's attribute name.
-_INITIALIZERS = {
-    "kernel": ("kernel_initializer", "depthwise_initializer"),
-    "bias": ("bias_initializer",),
-    "gamma": ("gamma_initializer",),
-    "beta": ("beta_initializer",),
-    "moving_mean": ("moving_mean_initializer",),
-    "moving_variance": ("moving_variance_initializer",),
-}
-
-
-def _fresh_value(layer: Any, attribute: str, shape: tuple[int, ...], seed: int) -> Any:
-    for name in _INITIALIZERS[attribute]:
-        initializer = getattr(layer, name, None)
+def _initializer_of(layer: Any, variable: Any) -> Any:
+    """The initializer that drew ``variable`` of ``layer``: its ``<name>_initializer`` (for
+    ``depthwise_kernel`` also ``depthwise_initializer``; a DepthwiseConv2D's ``kernel`` has
+    ``depthwise_initializer``)."""
+    name = str(variable.name).split("/")[-1].split(":")[0]
+    candidates = [f"{name}_initializer", f"{name.removesuffix('_kernel')}_initializer"]
+    if name == "kernel":
+        candidates.append("depthwise_initializer")
+    for attribute in candidates:
+        initializer = getattr(layer, attribute, None)
         if initializer is not None:
-            config = initializer.get_config()
-            if "seed" in config:
-                initializer = type(initializer).from_config({**config, "seed": seed})
-            return initializer(shape, dtype="float32")
-    raise ValueError(f"layer {layer.name!r} has no initializer for its {attribute!r} variable")
+            return initializer
+    raise ValueError(f"cannot re-initialise layer {layer.name!r}: its variable {name!r} has no "
+                     f"initializer (looked for {', '.join(candidates)}); leave the layer out")
+
+
+def _fresh_value(initializer: Any, shape: tuple[int, ...], seed: int) -> Any:
+    config = initializer.get_config()
+    if "seed" in config:
+        initializer = type(initializer).from_config({**config, "seed": seed})
+    return initializer(shape, dtype="float32")
 
 
 @contextlib.contextmanager
@@ -61,7 +62,8 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterat
     """Re-initialise the named layers of ``model`` inside a ``with`` block, then restore them.
 
     Introduced in notebook 06. Each variable gets a fresh draw from the layer's own initializer
-    (kernels random, as at the start of training; biases, BatchNormalization's scale, shift and
+    (kernels random, as at the start of training, every one of a layer's: a SeparableConv2D's
+    depthwise and pointwise kernels alike; biases, BatchNormalization's scale, shift and
     statistics back to their initial values), as in Adebayo et al.'s cascading randomisation.
     The trained values are put back when the block ends, also after an error. Compiled CAM
     programs read the current weights, so maps computed inside the block see the random ones.
@@ -83,33 +85,31 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterat
     Raises
     ------
     ValueError
-        An unknown layer name, or ``layers`` given as one string.
+        An unknown or repeated layer name, ``layers`` given as one string, or a variable with no
+        initializer to draw from (nothing is changed then).
     """
     keras_model = keras_model_of(model)
     if isinstance(layers, str):
         raise ValueError(f"layers must be a list of layer names, got the str {layers!r}")
+    layers = list(layers)
     known = {layer.name: layer for layer in keras_model.layers}
     missing = [name for name in layers if name not in known]
     if missing:
         raise ValueError(f"model {keras_model.name!r} has no layers named {missing[:5]}")
+    repeated = sorted({name for name in layers if layers.count(name) > 1})
+    if repeated:
+        raise ValueError(f"layers names {repeated[:5]} more than once; pass each layer once")
+    # Every variable of every layer, with its initializer, is found before anything changes.
+    plan = [(index, variable, _initializer_of(known[name], variable))
+            for index, name in enumerate(layers) for variable in known[name].weights]
     saved: list[tuple[Any, np.ndarray]] = []
-    changed = []
     try:
-        for index, name in enumerate(layers):
-            layer = known[name]
-            weights = {id(weight) for weight in layer.weights}
-            for attribute in _INITIALIZERS:
-                variable = getattr(layer, attribute, None)
-                if id(variable) not in weights:  # not one of its variables (not isinstance:
-                    continue  # on Keras 3.6 a layer's variables are not keras.Variable)
-                saved.append((variable, keras.ops.convert_to_numpy(variable)))
-                variable.assign(_fresh_value(layer, attribute, tuple(variable.shape),
-                                             seed + index))
-            if layer.weights:
-                changed.append(name)
-        yield changed
+        for index, variable, initializer in plan:
+            saved.append((variable, keras.ops.convert_to_numpy(variable)))
+            variable.assign(_fresh_value(initializer, tuple(variable.shape), seed + index))
+        yield [name for name in layers if known[name].weights]
     finally:
-        for variable, value in saved:
+        for variable, value in reversed(saved):
             variable.assign(value)
 
 

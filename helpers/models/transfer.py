@@ -28,6 +28,7 @@ import numpy as np
 from helpers.cam import find_cam_head, forward
 from helpers.checks import integer, number
 from helpers.env import set_seed
+from helpers.images import as_images, declare_rgb_input, resize_images, takes_rgb_input, to_rgb_batch
 from helpers.models.classifier import Classifier
 
 __all__ = ["build_transfer_model", "fit_transfer_head", "pooled_features"]
@@ -106,7 +107,7 @@ def build_transfer_model(
         kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)),
         name="classes",
     )(pooled)  # S = F w + b: (B, num_classes)
-    return keras.Model(images, logits, name=name)
+    return declare_rgb_input(keras.Model(images, logits, name=name))  # photos' scale is checked
 
 
 _DENSE_INPUT_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = (
@@ -164,7 +165,11 @@ def pooled_features(
     network = forward(dense_input)  # compiled once per model, BatchNorm folded
     expected = tuple(model.inputs[0].shape[1:])
 
+    check_scale = takes_rgb_input(model)
+
     def run(batch: np.ndarray) -> np.ndarray:
+        if check_scale:
+            to_rgb_batch(batch)  # RGB 0..255, as the model normalises them itself
         fits = batch.ndim == 4 and all(e in (None, d) for e, d in zip(expected, batch.shape[1:]))
         if not fits:
             raise ValueError(
@@ -202,6 +207,18 @@ def pooled_features(
     return np.concatenate(feature_batches), labels.astype(np.int64)
 
 
+def _as_batch(model: keras.Model, images: Any) -> np.ndarray:
+    """Photos in any form :func:`helpers.images.as_images` takes (a list, a dict, one photo),
+    each resized whole to the model's input size: one array ``(N, H, W, 3)``."""
+    source = to_rgb_batch(images) if takes_rgb_input(model) else as_images(images)
+    if isinstance(source, np.ndarray):
+        return source
+    height, width = tuple(model.inputs[0].shape[1:3])
+    if height is None or width is None:
+        raise ValueError("photos of different sizes need a model with a fixed input size")
+    return resize_images(source, (int(height), int(width)))
+
+
 def fit_transfer_head(
     model: keras.Model,
     images: Any,
@@ -233,10 +250,12 @@ def fit_transfer_head(
         A Keras model with a GAP → Dense head whose Dense layer outputs logits (no activation),
         e.g. :func:`build_transfer_model`'s.
     images
-        ``(N, H, W, 3)`` images as the model takes them (0..255 for
-        :func:`build_transfer_model`'s), with ``labels``; or a data set of ``(images, labels)``
-        batches (``keras.utils.image_dataset_from_directory(folder, image_size=(224, 224))``),
-        read once, with ``labels=None``.
+        With ``labels``: ``(N, H, W, 3)`` images as the model takes them (RGB 0..255 for
+        :func:`build_transfer_model`'s, whose photos are checked: a 0..1 batch is refused), or
+        photos in any form :func:`helpers.images.as_images` takes (a list, a dict), each resized
+        whole to the model's input size. With ``labels=None``: a data set of ``(images,
+        labels)`` batches (``keras.utils.image_dataset_from_directory(folder,
+        image_size=(224, 224))``), read once.
     labels
         ``(N,)`` integer classes in ``0..num_classes - 1`` for an array; None for a data set.
     epochs, batch_size, learning_rate, seed, verbose
@@ -263,11 +282,11 @@ def fit_transfer_head(
             f"{getattr(head.dense.activation, '__name__', head.dense.activation)!r}; "
             "fit_transfer_head trains Dense layers that output logits (no activation)"
         )
-    is_array = isinstance(images, np.ndarray)
+    is_array = labels is not None or isinstance(images, np.ndarray)
     if is_array and labels is None:
         raise ValueError("images is an array: pass its labels too (N,)")
-    if not is_array and labels is not None:
-        raise ValueError("images is a data set of (images, labels) batches: pass labels=None")
+    if is_array and not isinstance(images, np.ndarray):  # a list or dict of photos, with labels
+        images = _as_batch(model, images)
 
     features, dataset_labels = pooled_features(model, images)  # its own batches, not batch_size
     targets = np.asarray(labels) if is_array else dataset_labels

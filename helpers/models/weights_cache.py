@@ -1,8 +1,12 @@
-"""The cache of converted weights: one directory, files trusted only by their SHA-256.
+"""The cache of converted weights: one directory, trusted only if no other user can write it.
 
 Introduced in notebook 01 (with :func:`helpers.prepare_offline_model`). Files are written through
 a temporary file and an atomic rename, readable by every user, each beside a JSON manifest with its
-size and SHA-256; a file that does not match its manifest is never trusted.
+size and SHA-256; a file that does not match its manifest is never trusted. A manifest proves
+nothing about who wrote the pair, though: whoever can write the directory can write both. So the
+directory and its files count only when they belong to this user (or root) and no one else may
+write them; the per-user fallback in the shared temporary directory is created ``0700``, and one
+that another user made first is refused, not used.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import getpass
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 import warnings
@@ -19,13 +24,17 @@ from pathlib import Path
 
 __all__ = ["CACHE_FORMAT_VERSION", "UnwritableCache", "cache_dir", "cache_is_valid",
            "fallback_cache_dir", "manifest_path", "remove_stale_temporaries", "say_once", "sha256",
-           "unwritable_reason", "write_atomically"]
+           "untrusted_reason", "unwritable_reason", "write_atomically"]
 
 #: Bump when the conversion changes, so caches written by older code are rebuilt.
 CACHE_FORMAT_VERSION = 1
 #: Cache files are readable by every user (mkstemp alone would make them 0600).
 CACHE_FILE_MODE = 0o644
-#: A ``.tmp-*`` file in the cache older than this (seconds) is an interrupted conversion's leftover.
+#: The fallback directory in the shared temporary directory: this user's alone.
+FALLBACK_DIR_MODE = 0o700
+#: Prefix of this package's temporary files: the clean-up removes only these (and only its user's).
+TEMPORARY_PREFIX = ".tmp-gapcam-"
+#: A temporary file of ours older than this (seconds) is an interrupted conversion's leftover.
 STALE_TEMPORARY_S = 3600
 
 
@@ -39,14 +48,12 @@ def cache_dir() -> Path:
     return Path(base) / "gap-cam"
 
 
-
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
 
 
 def manifest_path(weights_path: Path) -> Path:
@@ -73,11 +80,37 @@ def say_once(message: str) -> None:
 _ANNOUNCED: set[str] = set()
 
 
+def _current_user() -> int | None:
+    return os.getuid() if hasattr(os, "getuid") else None  # None: no POSIX owners (Windows)
+
+
+def untrusted_reason(path: Path) -> str | None:
+    """Why ``path`` (a cache directory or file) cannot be trusted, or None if it can: it must
+    belong to this user or to root (who can change any file anyway), and neither its group nor
+    other users may write it. Symbolic links are judged by what they point to. No reason on a
+    system without POSIX owners."""
+    user = _current_user()
+    if user is None:
+        return None
+    try:
+        status = path.stat()
+    except OSError as error:
+        return f"{path} cannot be examined ({type(error).__name__}: {error.strerror or error})"
+    if status.st_uid not in (user, 0):
+        return f"{path} belongs to another user (uid {status.st_uid})"
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} can be written by other users (mode {stat.S_IMODE(status.st_mode):o})"
+    return None
+
+
 def cache_is_valid(weights_path: Path) -> bool:
-    """Whether the weights file matches its manifest (unreadable or malformed: not valid)."""
+    """Whether the weights file matches its manifest, and the directory, the file and the manifest
+    are trusted (:func:`untrusted_reason`); unreadable or malformed: not valid."""
     manifest_file = manifest_path(weights_path)
     try:
         if not (weights_path.is_file() and manifest_file.is_file()):
+            return False
+        if any(untrusted_reason(path) for path in (weights_path.parent, weights_path, manifest_file)):
             return False
         manifest = json.loads(manifest_file.read_text())
         if not isinstance(manifest, dict):
@@ -91,11 +124,18 @@ def cache_is_valid(weights_path: Path) -> bool:
         return False
 
 
-def unwritable_reason(directory: Path) -> str | None:
-    """Why files cannot be created in ``directory`` (created if missing), or None if they can."""
+def unwritable_reason(directory: Path, *, private: bool = False) -> str | None:
+    """Why ``directory`` cannot hold the cache, or None if it can: it is created if missing
+    (``0700`` when ``private``, else ``0755``), must be trusted (:func:`untrusted_reason`; a
+    private one of ours that is looser is tightened to ``0700``), and must take new files."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=directory, prefix=".tmp-probe-")
+        directory.mkdir(mode=FALLBACK_DIR_MODE if private else 0o755, parents=True, exist_ok=True)
+        if private and directory.stat().st_uid == _current_user():
+            directory.chmod(FALLBACK_DIR_MODE)
+        untrusted = untrusted_reason(directory)
+        if untrusted:
+            return untrusted
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX + "probe-")
         os.close(handle)
         os.remove(probe)
     except OSError as error:
@@ -104,15 +144,18 @@ def unwritable_reason(directory: Path) -> str | None:
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Delete ``.tmp-*`` files an interrupted conversion left, once they are clearly abandoned."""
+    """Delete the temporary files an interrupted conversion of this user left (named
+    :data:`TEMPORARY_PREFIX`), once they are clearly abandoned; anyone else's files stay."""
     try:
-        entries = list(directory.glob(".tmp-*"))
+        entries = list(directory.glob(TEMPORARY_PREFIX + "*"))
     except OSError:
         return
-    now = time.time()
+    now, user = time.time(), _current_user()
     for entry in entries:
         try:
-            if entry.is_file() and now - entry.stat().st_mtime > STALE_TEMPORARY_S:
+            status = entry.lstat()
+            if (stat.S_ISREG(status.st_mode) and user in (None, status.st_uid)
+                    and now - status.st_mtime > STALE_TEMPORARY_S):
                 entry.unlink()
         except OSError:
             pass  # another process removed it, or we may not: harmless
@@ -120,7 +163,8 @@ def remove_stale_temporaries(directory: Path) -> None:
 
 def write_atomically(target: Path, write: Callable[[str], None]) -> None:
     """Write ``target`` through a temporary file in its directory, readable by all, then rename."""
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.name)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMPORARY_PREFIX,
+                                         suffix=target.name)
     os.close(handle)
     try:
         write(temporary)

@@ -18,10 +18,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KERNEL_GONE", "fallback_html", "jpeg", "mimebundle", "two_lines", "uploaded_files"]
+__all__ = ["KERNEL_GONE", "KERNEL_HINT", "fallback_html", "jpeg", "mimebundle", "two_lines", "uploaded_files"]
 
 #: What the explorer's saved output says when no kernel is behind it (its ``text/html`` fallback).
 KERNEL_GONE = "The kernel behind this explorer is not running: rerun the cell to move the sliders again."
+#: The line always shown under the picture: after a kernel restart the front end keeps the
+#: sliders, and they move, but nothing answers them; this is the only word a reader then sees.
+KERNEL_HINT = (f'<span style="color: #666; font-size: 85%">If the sliders stop changing the picture: '
+               f"{html.escape(KERNEL_GONE[0].lower() + KERNEL_GONE[1:])}</span>")
 
 
 def uploaded_files(value: Any) -> list[tuple[str, bytes]]:

@@ -66,6 +66,23 @@ def display_image(image: Any) -> np.ndarray:
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
 
 
+def display_copy(image: Any, longest_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(copy for imshow, (H, W) of the photo)``: :func:`display_image`, downscaled once
+    (antialiased) when its longest side exceeds ``longest_side``; draw it with
+    ``extent=(0, W, H, 0)`` so that coordinates stay in the photo's pixels."""
+    from PIL import Image
+
+    shown = display_image(image)
+    size = shown.shape[:2]
+    if max(size) <= longest_side:
+        return shown, size
+    scale = longest_side / max(size)
+    as_uint8 = shown if shown.dtype == np.uint8 else np.round(shown * 255).astype(np.uint8)
+    small = Image.fromarray(np.squeeze(as_uint8)).resize(
+        (max(1, round(size[1] * scale)), max(1, round(size[0] * scale))), Image.Resampling.BOX)
+    return np.asarray(small), size
+
+
 def image_at(images: Any, index: int) -> np.ndarray:
     """Image ``index`` of anything the map methods take as ``images`` (a batch, one image, a
     list, a dict: :func:`helpers.images.as_images`)."""

@@ -14,8 +14,6 @@ notebook (:mod:`helpers.plots._widgets`).
 
 from __future__ import annotations
 
-import dataclasses
-import html
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,14 +22,14 @@ import numpy as np
 
 from helpers.cam import class_activation_maps, find_cam_head
 from helpers.checks import integer, number
-from helpers.data.files import load_image
+from helpers.data.files import load_image, unique_name
 from helpers.evaluate.boxes import cam_to_box, scale_box
 from helpers.maps import CAMResult, normalize_cam, upsample_operator
 from helpers.images import as_images
 from helpers.plots._widgets import (
-    KERNEL_GONE, fallback_html, jpeg, mimebundle, two_lines, uploaded_files,
+    KERNEL_GONE, KERNEL_HINT, fallback_html, jpeg, mimebundle, two_lines, uploaded_files,
 )
-from helpers.plots.cam import box_bounds, display_image
+from helpers.plots.cam import box_bounds, display_copy
 
 __all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
 
@@ -39,6 +37,11 @@ __all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
 _DESCRIPTION_WIDTH = "88px"
 #: Characters per line of the picture's title (wrapped, at most two lines: never clipped).
 _TITLE_CHARACTERS = 58
+
+
+#: Longest side, in pixels, of the copy of a photo that the explorer draws (about twice the
+#: picture's size: sharp on a high-density screen, and a phone photo draws as fast as a sample).
+_DISPLAY_SIDE = 1024
 
 
 class CAMExplorer:
@@ -101,7 +104,9 @@ class CAMExplorer:
         if isinstance(images, Mapping) and image_names is None:  # e.g. helpers.sample_images()
             image_names = list(images)
         images = as_images(images)
-        self._photos = [display_image(image) for image in images]
+        # (display copy, full size): a copy downscaled once, drawn over the photo's full extent,
+        # so a slider move costs the same for any photo and boxes stay in photo pixels.
+        self._photos = [display_copy(image, _DISPLAY_SIDE) for image in images]
         names = list(image_names) if image_names is not None else [
             f"image {i}" for i in range(len(self._photos))
         ]
@@ -157,13 +162,7 @@ class CAMExplorer:
             style=label_style, layout=control(),
         )
         self.info = widgets.Label(layout=widgets.Layout(width=f"{width}px"))
-        # Always shown: after a kernel restart the front end keeps the sliders, and they move,
-        # but nothing answers them; this is the only word a reader then sees.
-        self.kernel_hint = widgets.HTML(
-            f'<span style="color: #666; font-size: 85%">If the sliders stop changing the picture: '
-            f"{html.escape(KERNEL_GONE[0].lower() + KERNEL_GONE[1:])}</span>",
-            layout=widgets.Layout(width=f"{width}px"),
-        )
+        self.kernel_hint = widgets.HTML(KERNEL_HINT, layout=widgets.Layout(width=f"{width}px"))
         self.image_widget = widgets.Image(
             format="jpeg", width=str(width), height=str(height),
             layout=widgets.Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto"),
@@ -171,7 +170,7 @@ class CAMExplorer:
 
         self._ax = self.figure.add_subplot()
         self._ax.set_axis_off()
-        self._photo_artist = self._ax.imshow(self._photos[0])
+        self._photo_artist = self._ax.imshow(self._photos[0][0])
         self._heat_artist = self._ax.imshow(
             np.zeros(self.result.input_size, dtype=np.float32), cmap="jet", vmin=0.0, vmax=1.0,
             alpha=float(opacity), interpolation="nearest",
@@ -268,20 +267,12 @@ class CAMExplorer:
         The upload button calls it with the file's bytes and name. Raises what
         :func:`helpers.load_image` raises for a file that is not a photo."""
         image = photo if isinstance(photo, np.ndarray) else load_image(photo)
-        added = class_activation_maps(self._model, image, classes="all")
-        old = self.result
-        bias = None if old.bias is None else np.concatenate([old.bias, added.bias])
-        self.result = dataclasses.replace(
-            old,
-            low_res=np.concatenate([old.low_res, added.low_res]),
-            class_ids=np.concatenate([old.class_ids, added.class_ids]),
-            logits=np.concatenate([old.logits, added.logits]),
-            bias=bias, _maps=None, _probabilities=None,
-        )
+        self.result = self.result.joined(class_activation_maps(self._model, image, classes="all"))
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")
-        self._photos.append(display_image(image))
+        self._photos.append(display_copy(image, _DISPLAY_SIDE))
         index = len(self._photos) - 1
-        self._names.append(name.rsplit(".", 1)[0] if name else f"photo {index}")
+        self._names.append(unique_name(name.rsplit(".", 1)[0] if name else f"photo {index}",
+                                       self._names))
         self.image_selector.options = [(n, i) for i, n in enumerate(self._names)]
         self.image_selector.layout.display = "flex"
         self.image_selector.value = index  # shows it (through _on_image)
@@ -312,8 +303,7 @@ class CAMExplorer:
     # -- drawing -------------------------------------------------------------------------------
 
     def _set_photo(self, index: int) -> None:
-        photo = self._photos[index]
-        height, width = photo.shape[:2]
+        photo, (height, width) = self._photos[index]
         extent = (0, width, height, 0)
         self._photo_artist.set_data(photo)
         self._photo_artist.set_extent(extent)
@@ -331,7 +321,7 @@ class CAMExplorer:
         shown = normalize_cam(cam_map)
         self._heat_artist.set_data(shown)
         self._heat_artist.set_alpha(float(self.opacity_slider.value))
-        photo_height, photo_width = self._photos[index].shape[:2]
+        photo_height, photo_width = self._photos[index][1]
         threshold = float(self.threshold_slider.value)
         box = cam_to_box(cam_map, threshold) if threshold > 0 else None
         self._box = scale_box(box, cam_map.shape, (photo_height, photo_width))
