@@ -220,7 +220,7 @@ def test_localization_report_agrees_with_the_single_metrics():
 
 def test_localization_report_rejects_mismatched_inputs():
     cams, truth = _toy_report_inputs()
-    with pytest.raises(ValueError, match=r"true_boxes \(N, 4\)"):
+    with pytest.raises(ValueError, match=r"true_boxes must be \(N, 4\) for 4 maps"):
         localization_report(cams, truth[:3])
     with pytest.raises(ValueError, match="both labels and predicted"):
         localization_report(cams, truth, labels=[0, 1, 2, 3])
@@ -302,3 +302,27 @@ def test_box_iou_of_unpaired_lists_names_the_counts():
     with pytest.raises(ValueError, match=r"a holds \(3,\) boxes and b \(2,\): pair them one to one"):
         box_iou(np.zeros((3, 4)), np.zeros((2, 4)))
     assert box_iou(np.array([[0, 0, 1, 1], [0, 0, 3, 3]]), (0, 0, 1, 1)).tolist() == [1.0, 0.25]
+
+
+def test_maps_and_boxes_in_different_frames_are_refused_by_every_score():
+    """7 × 7 maps against 224-pixel boxes: before, 0.0 on every metric and no word."""
+    from helpers.evaluate.localization import localization_report, max_box_accuracy, pointing_game
+
+    maps = np.random.default_rng(0).uniform(0, 1, (2, 7, 7))
+    boxes = np.array([[10, 20, 150, 200], [0, 0, 223, 223]])
+    for score in (pointing_game, max_box_accuracy, localization_report):
+        with pytest.raises(ValueError, match=r"true box 0 \(10, 20, 150, 200\) lies outside the "
+                                             r"7 × 7 maps.*scale_box"):
+            score(maps, boxes)
+    inside = np.array([[1, 2, 5, 6], [0, 0, 6, 6]])
+    assert 0 <= pointing_game(maps, inside) <= 1
+
+
+def test_a_map_with_no_peak_points_nowhere():
+    """An all-zero map's argmax is pixel (0, 0): before, a hit for a box in the corner."""
+    from helpers.evaluate.localization import pointing_game
+
+    maps = np.zeros((2, 8, 8))
+    maps[1, 1, 1] = 1.0
+    corner = np.array([[0, 0, 3, 3], [0, 0, 3, 3]])
+    assert pointing_game(maps, corner, tolerance=0) == 0.5

@@ -30,6 +30,7 @@ from scipy import ndimage
 from helpers.checks import ArgumentError, integer, number
 
 __all__ = ["CHOE_THRESHOLDS", "NO_BOX", "box_iou", "cam_to_box", "cams_to_boxes", "choe_boxes",
+           "maps_and_boxes",
            "scale_box"]
 
 Box = tuple[int, int, int, int]
@@ -244,6 +245,37 @@ def as_boxes(boxes: Any, name: str) -> np.ndarray:
     if np.any(inverted & ~missing):
         raise ValueError(f"{name} has a box with x1 < x0 or y1 < y0 (inclusive boxes need x0 <= x1)")
     return array
+
+
+def maps_and_boxes(cams: Any, true_boxes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Check the pair every localisation score takes: maps ``(N, H, W)``, finite and not empty,
+    and ``(N, 4)`` inclusive boxes **in the maps' frame** (inside ``W × H``; a box that reaches
+    past the maps was drawn for another resolution, e.g. 224-pixel boxes for 7 × 7 maps, and
+    would score 0 without a word). Returns them as float64 arrays."""
+    array = np.asarray(cams, dtype=np.float64)
+    if array.ndim != 3:
+        raise ValueError(f"cams must be a batch of maps (N, H, W), got shape {array.shape}")
+    if len(array) == 0:
+        raise ValueError("got no samples (cams is empty); a score of nothing is undefined")
+    if min(array.shape[1:]) == 0:
+        raise ValueError(f"cams are empty maps: shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("cams contain NaN or infinite values")
+    truth = as_boxes(true_boxes, "true_boxes")
+    if truth.shape != (len(array), 4):
+        raise ValueError(f"true_boxes must be (N, 4) for {len(array)} maps, got {truth.shape}")
+    present = ~np.all(truth == -1, axis=-1)
+    height, width = array.shape[1:]
+    outside = present & ((truth[:, :2].min(axis=1) < 0) | (truth[:, 2] > width - 1)
+                         | (truth[:, 3] > height - 1))
+    if np.any(outside):
+        i = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"true box {i} {tuple(int(v) for v in truth[i])} lies outside the {height} × {width} "
+            "maps: boxes and maps must share one frame. Score maps upsampled to the boxes' frame "
+            "(result.maps, at the input size), or bring the boxes to the maps' with "
+            "helpers.scale_box.")
+    return array, truth
 
 
 def box_iou(a: Any, b: Any) -> np.ndarray | float:

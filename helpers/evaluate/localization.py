@@ -20,7 +20,7 @@ import numpy as np
 from helpers.cam import class_activation_maps
 from helpers.checks import integer
 from helpers.evaluate.boxes import (
-    as_boxes, box_iou, cams_to_boxes, check_iou_threshold, check_threshold,
+    as_boxes, box_iou, cams_to_boxes, check_iou_threshold, check_threshold, maps_and_boxes,
 )
 from helpers.evaluate.max_box import MaxBoxAccuracy, check_protocol, max_box_accuracy
 from helpers.maps import upsample_maps
@@ -116,6 +116,8 @@ def pointing_game(cams: Any, true_boxes: Any, tolerance: int = 15) -> float:
     ≤ ``tolerance`` from the peak pixel to the nearest pixel of the box (0: inside the box).
     TorchRay's re-implementation counts distance < ``tolerance`` (strictly).
 
+    A constant map (e.g. all zeros) points nowhere and counts as a miss.
+
     Pixels are the **map's**: pass maps upsampled to the frame of ``true_boxes`` (the input
     size, 224 × 224 or the canvas), as :func:`localization_report`'s callers do. 15 pixels was
     set for photos of a few hundred pixels a side; on small canvases it is a large margin, and
@@ -130,22 +132,18 @@ def pointing_game(cams: Any, true_boxes: Any, tolerance: int = 15) -> float:
     tolerance
         Pixels, an integer ≥ 0 (Zhang et al.'s 15).
     """
-    array = np.asarray(cams, dtype=np.float64)
-    truth = as_boxes(true_boxes, "true_boxes")
-    if array.ndim != 3 or truth.shape != (len(array), 4):
-        raise ValueError(f"need cams (N, H, W) and true_boxes (N, 4), got {array.shape}, {truth.shape}")
-    _check_count(len(array), "cams")
-    if min(array.shape[1:]) == 0:
-        raise ValueError(f"cams are empty maps: shape {array.shape}")
+    array, truth = maps_and_boxes(cams, true_boxes)
     tolerance = integer("tolerance (pixels)", tolerance, 0)
-    if not np.all(np.isfinite(array)):
-        raise ValueError("cams contain NaN or infinite values")
-    flat_peak = array.reshape(len(array), -1).argmax(axis=1)
+    flat = array.reshape(len(array), -1)
+    flat_peak = flat.argmax(axis=1)
     rows, columns = np.unravel_index(flat_peak, array.shape[1:])
     # Distance from the peak to the nearest box pixel, along each axis (0 inside the box's span).
     dx = np.maximum.reduce([truth[:, 0] - columns, np.zeros(len(array)), columns - truth[:, 2]])
     dy = np.maximum.reduce([truth[:, 1] - rows, np.zeros(len(array)), rows - truth[:, 3]])
-    return float((dx**2 + dy**2 <= tolerance**2).mean())
+    # A constant map (all zeros: nothing found) has no peak to point with: a miss, wherever
+    # argmax's first pixel happens to lie.
+    pointed = flat.max(axis=1) > flat.min(axis=1)
+    return float((pointed & (dx**2 + dy**2 <= tolerance**2)).mean())
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,13 +287,8 @@ def localization_report(
         No samples, mismatched shapes, thresholds outside their ranges, non-finite maps, or labels
         that are not integer class indices.
     """
-    array = np.asarray(cams, dtype=np.float32)
-    truth = np.asarray(true_boxes)
-    if array.ndim != 3 or truth.shape != (len(array), 4):
-        raise ValueError(
-            f"need cams (N, H, W) and true_boxes (N, 4), got {array.shape} and {truth.shape}"
-        )
-    _check_count(len(array), "cams")
+    array, _ = maps_and_boxes(cams, true_boxes)
+    array, truth = array.astype(np.float32), np.asarray(true_boxes)  # the boxes as given
     if (labels is None) != (predicted is None):
         raise ValueError("pass both labels and predicted, or neither")
     threshold = check_threshold(threshold)

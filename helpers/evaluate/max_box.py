@@ -25,8 +25,8 @@ import numpy as np
 
 from helpers.checks import ArgumentError
 from helpers.evaluate.boxes import (
-    CHOE_THRESHOLDS, as_boxes, box_iou, cams_to_boxes, check_iou_threshold, check_thresholds,
-    choe_boxes,
+    CHOE_THRESHOLDS, box_iou, cams_to_boxes, check_iou_threshold, check_thresholds, choe_boxes,
+    maps_and_boxes,
 )
 
 __all__ = ["PROTOCOLS", "MaxBoxAccuracy", "check_protocol", "max_box_accuracy"]
@@ -181,14 +181,7 @@ def max_box_accuracy(
     """
     protocol = check_protocol(protocol)
     ious = _check_iou_thresholds(iou_threshold)
-    array = np.asarray(cams)
-    if array.ndim != 3:
-        raise ValueError(f"cams must be (N, H, W), got shape {array.shape}")
-    if len(array) == 0:
-        raise ValueError("got no samples (cams is empty); a score of nothing is undefined")
-    truth = as_boxes(true_boxes, "true_boxes")
-    if truth.shape != (len(array), 4):
-        raise ValueError(f"true_boxes must be (N, 4) for {len(array)} maps, got {truth.shape}")
+    array, truth = maps_and_boxes(cams, true_boxes)
     default = CHOE_THRESHOLDS if protocol == "choe" else ZHOU_THRESHOLDS
     sweep = check_thresholds(default if thresholds is None else thresholds)
     hits = _box_hits(array, truth, sweep, ious, protocol)  # (D, T, N)
