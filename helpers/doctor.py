@@ -26,6 +26,7 @@ import platform
 import re
 import shutil
 import sys
+import traceback
 import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
@@ -79,10 +80,10 @@ class CheckResult(NamedTuple):
     fix: str = ""
 
 
-def _fix_install(requirement: str) -> str:
+def _fix_install(requirement: str, *, force: bool = False) -> str:
     """The command that installs ``requirement`` into this interpreter's environment."""
-    return (f'{sys.executable} -m pip install "{requirement}"  (offline: add --no-index '
-            "--find-links WHEELHOUSE)")
+    return (f'{sys.executable} -m pip install {"--force-reinstall " if force else ""}"{requirement}"'
+            "  (offline: add --no-index --find-links WHEELHOUSE)")
 
 
 def declared_requirements(distribution: str = DISTRIBUTION,
@@ -140,16 +141,42 @@ def check_package(requirement: Any) -> CheckResult:
                        f"{requirement.specifier}", _fix_install(str(requirement)))
 
 
+#: Distributions of the modules whose import names differ from their PyPI names.
+_DISTRIBUTIONS = {"PIL": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn",
+                  "yaml": "pyyaml"}
+
+
+def _broken_package(error: BaseException) -> str:
+    """The top-level package an import failed in: the module an ImportError names, else the
+    innermost installed package in the traceback (a package that raises while it imports)."""
+    name = getattr(error, "name", None)
+    if isinstance(error, ImportError) and name:
+        return name.split(".")[0]
+    roots = sorted((Path(entry).resolve() for entry in sys.path if entry), key=lambda p: -len(p.parts))
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        filename = Path(frame.filename).resolve()
+        for root in roots:  # the deepest sys.path entry holding the file: its top-level package
+            if root in filename.parents:
+                return filename.relative_to(root).parts[0].removesuffix(".py")
+    return "keras"
+
+
 def check_keras_backend(expected: str = EXPECTED_BACKEND) -> CheckResult:
-    """Keras imports, and runs on the backend the notebooks are written for."""
+    """Keras imports, and runs on the backend the notebooks are written for. When the import
+    fails, the line names the package that failed (Keras, or one helpers needs, e.g. Pillow)."""
     try:
         import helpers  # noqa: F401 - imports Keras with TensorFlow's start-up lines silenced
         import keras
 
         backend = keras.backend.backend()
     except Exception as error:  # noqa: BLE001 - any failure here is the finding
-        return CheckResult(False, f"Keras does not import: {type(error).__name__}: {error}",
-                           _fix_install("keras>=3.6,<4") + "; and tensorflow")
+        package = _broken_package(error)
+        what = "Keras does not import" if package in ("keras", "tensorflow", "helpers") else (
+            f"{package} does not import, so neither does helpers")
+        distribution = _DISTRIBUTIONS.get(package, package)
+        fix = (_fix_install("keras>=3.6,<4") + "; and tensorflow" if package in ("keras", "helpers")
+               else _fix_install(distribution, force=True))
+        return CheckResult(False, f"{what}: {type(error).__name__}: {error}", fix)
     if backend != expected:
         return CheckResult(False, f"Keras {keras.__version__} runs on {backend!r}; the notebooks "
                            f"are written for and checked on {expected!r}",

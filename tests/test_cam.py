@@ -610,3 +610,14 @@ def test_a_channels_first_model_is_refused_not_mapped_with_a_wrong_shape():
         with pytest.raises(ValueError, match=r"model 'planar' is channels-first \(its layer 'conv' "
                                              r"has data_format='channels_first'.*channels-last"):
             cam.activation_maps(model, photos, method=method)
+
+
+def test_a_1d_pooling_head_is_told_that_no_method_applies():
+    """Before: CAM sent a GlobalAveragePooling1D head to grad_cam, which refused it too."""
+    model = keras.Sequential([keras.Input((20, 3)), keras.layers.Conv1D(4, 3, name="conv1d"),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)],
+                             name="sequence")
+    for method in ("cam", "grad_cam", "score_cam"):
+        with pytest.raises(ValueError, match=r"model 'sequence' has no 2-D feature map .*none "
+                                             r"applies to this model"):
+            cam.activation_maps(model, np.zeros((1, 20, 3), np.float32), method=method)

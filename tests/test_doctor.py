@@ -202,6 +202,26 @@ def test_run_as_a_file_it_prints_every_line_when_keras_itself_is_broken(tmp_path
     assert "CAM on the photo 'chelsea' failed" in red, run.stdout
 
 
+def test_a_broken_pillow_is_named_not_blamed_on_keras(tmp_path):
+    """Before: with Pillow broken (Keras imports it), "Keras does not import" and a reinstall
+    of keras. Now the line names Pillow, and the fix reinstalls Pillow."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "PIL").mkdir()
+    (tmp_path / "PIL" / "__init__.py").write_text("raise AttributeError('simulated broken Pillow')")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+                   "GAPCAM_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, str(root / "helpers" / "doctor.py")], cwd=tmp_path,
+                         env=environment, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = _lines(run.stdout)
+    index = next(i for i, line in enumerate(lines) if "does not import" in line)
+    assert lines[index] == ("[ FAIL ] PIL does not import, so neither does helpers: "
+                            "AttributeError: simulated broken Pillow"), run.stdout
+    fix = run.stdout.split(lines[index], 1)[1].splitlines()[1]  # the line under it
+    assert fix.strip().startswith("fix:") and '-m pip install --force-reinstall "pillow"' in fix, fix
+    assert "keras" not in fix
+
+
 def test_python_is_checked_against_the_installed_requires_python(monkeypatch):
     assert doctor.check_python().ok  # the project is installed (make lab / make test)
     missing = doctor.check_python("surely-not-installed-gapcam")

@@ -259,6 +259,13 @@ def _build_head(keras_model: keras.Model, layer: str | None, pooling: bool) -> C
     name = keras_model.name
     dense, dense_input, activation = _find_dense(flat_output, name)
     pooling_layer, features, path, found = _find_pooling(dense, dense_input)
+    if pooling_layer is None and not any(len(t.shape) == 4 for _, _, t in walk_back(dense_input)):
+        raise ValueError(
+            f"model {name!r} has no 2-D feature map (B, h, w, k) before its final Dense layer "
+            f"(walking back from the output: {' ← '.join(path)}, then {found}): CAM, Grad-CAM "
+            "and every other method here weight the feature maps of an image network, so none "
+            "applies to this model (e.g. 1-D sequences, or features already flat)."
+        )
     if pooling and pooling_layer is None:
         raise ValueError(
             f"model {name!r} has no GlobalAveragePooling2D/GlobalMaxPooling2D → Dense head: "
