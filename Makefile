@@ -116,8 +116,9 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 # Benchmarks (not tests: CI runs only their smoke versions, tests/test_benchmarks.py and
 # tests/test_time_notebooks.py). Results: benchmarks/results/*.json. KERAS_BACKEND=jax make bench
 # runs the CAM benchmark on JAX; the notebooks are always timed as written (TensorFlow).
-bench: setup $(BENCH_STAMP) ## time CAM against classification and its peers; time the notebooks
+bench: setup $(BENCH_STAMP) ## time CAM against classification and its peers, the resource cases, the notebooks
 	GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/bench_cam.py --wait-for-quiet $(BENCH_WAIT)
+	GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/bench_resources.py
 	env -u KERAS_BACKEND GAPCAM_OFFLINE=1 $(BIN)/python benchmarks/time_notebooks.py \
 	  --wait-for-quiet $(BENCH_WAIT)
 

@@ -155,3 +155,21 @@ def test_multiply_adds_of_nested_depthwise_and_channels_first_layers(load_script
     model = keras.Model(image, outputs)
     expected = 16 * 16 * 9 * 4 * 2 + 8 * 8 * 4 * 6 + 6 * 6 * 9 * 6 * 5 + 180 * 7
     assert load_script("benchmarks/workload.py").multiply_adds(model) == expected
+
+
+@pytest.mark.slow
+def test_the_resource_benchmark_reports_every_case(load_script, tmp_path):
+    """bench_resources.py --smoke: its report holds each of the audit's resource cases (the
+    figures themselves are measurements: README, not asserted here)."""
+    bench = load_script("benchmarks/bench_resources.py")
+    output = tmp_path / "resources.json"
+    report = bench.main(["--smoke", "--output", str(output)])
+    assert json.loads(output.read_text())["command"] == report["command"]
+    loads = report["repeated_loads"]
+    assert loads["rounds"] == 2 and len(loads["resident_mib_after_each"]) == 2
+    explorer = report["explorer"]
+    assert explorer["upload"] == [800, 600] and len(explorer["after_upload_move_s"]) == 3
+    assert all(t > 0 for t in explorer["sample_move_s"] + explorer["after_upload_move_s"])
+    huge = report["declared_huge_image"]
+    assert huge["declared"] == [8000, 8000] and huge["file_bytes"] < 1000
+    assert huge["outcome"].startswith("refused: ") and "24,000,000" in huge["outcome"]
