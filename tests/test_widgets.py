@@ -153,6 +153,7 @@ def test_uploaded_files_reads_both_shapes():
 
 def test_an_upload_joins_the_list_and_runs_the_network_once(explorer, samples, network_calls):
     assert isinstance(explorer.upload, ipywidgets.FileUpload)
+    explorer.rank_slider.value = 2  # an upload opens at its own top class, not at this rank
     _pick_file(explorer.upload, "my coffee.png", _png_bytes(samples["coffee"]))
     assert len(network_calls) == 2  # built, then the one upload
     assert explorer.result.low_res.shape == (3, 1000, 7, 7)
@@ -189,7 +190,12 @@ def test_a_large_upload_is_drawn_from_a_small_copy_and_named_apart(explorer, sam
 
 def test_an_unreadable_upload_is_reported_in_the_widget(explorer, network_calls):
     _pick_file(explorer.upload, "notes.png", b"not a picture")
-    assert "notes.png" in explorer.info.value and "cannot read" in explorer.upload_error
+    assert "cannot read" in explorer.upload_error
+    # In full, wrapped: a Label cut it at its width ("...(780 byte").
+    assert "notes.png" in explorer.message.value and "overflow-wrap: anywhere" in explorer.message.value
+    import html
+
+    assert html.escape(explorer.upload_error) in explorer.message.value
     assert len(explorer.image_selector.options) == 2 and len(network_calls) == 1
 
 

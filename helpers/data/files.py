@@ -131,9 +131,11 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
                          + _LIMIT_ADVICE.format(limit=MAX_IMAGE_PIXELS)) from None
     except MemoryError:
         raise
-    except (UnidentifiedImageError, Exception) as error:  # any decoder's failure: not a photo
+    except Exception as error:  # any decoder's failure: not a photo
+        detail = ("not a format Pillow identifies" if isinstance(error, UnidentifiedImageError)
+                  else f"{type(error).__name__}: {error}")  # (Pillow's own names a BytesIO)
         raise ValueError(
-            f"cannot read {_describe(source)} as an image ({type(error).__name__}: {error}); "
+            f"cannot read {_describe(source)} as an image ({detail}); "
             f"expected a photo Pillow can open, e.g. JPEG or PNG"
         ) from None
 

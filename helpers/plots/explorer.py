@@ -14,6 +14,7 @@ notebook (:mod:`helpers.plots._widgets`).
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -162,6 +163,8 @@ class CAMExplorer:
             style=label_style, layout=control(),
         )
         self.info = widgets.Label(layout=widgets.Layout(width=f"{width}px"))
+        #: A rejected upload's message, in full and wrapped (a Label would cut it at its width).
+        self.message = widgets.HTML(layout=widgets.Layout(width=f"{width}px"))
         self.kernel_hint = widgets.HTML(KERNEL_HINT, layout=widgets.Layout(width=f"{width}px"))
         self.image_widget = widgets.Image(
             format="jpeg", width=str(width), height=str(height),
@@ -203,7 +206,8 @@ class CAMExplorer:
             layout=widgets.Layout(width="330px", flex="0 0 auto"),
         )
         self.widget = widgets.HBox(
-            [controls, widgets.VBox([self.image_widget, self.info, self.kernel_hint])],
+            [controls, widgets.VBox([self.image_widget, self.info, self.message,
+                                     self.kernel_hint])],
             layout=widgets.Layout(align_items="flex-start"),
         )
         self._show_class(self._class_id)
@@ -248,9 +252,11 @@ class CAMExplorer:
                 self.add_photo(content, name=name)
             except (TypeError, ValueError) as error:  # shown in the widget, not in a log
                 self.upload_error = str(error)
-                self.info.value = f"could not use {name}: {error}"
+                self.message.value = (f'<div style="color: #b00020; white-space: normal; '
+                                      f'overflow-wrap: anywhere">could not use '
+                                      f"{html.escape(name)}: {html.escape(str(error))}</div>")
             else:
-                self.upload_error = ""
+                self.upload_error, self.message.value = "", ""
         if files:
             self._clear_upload()
 
@@ -275,6 +281,7 @@ class CAMExplorer:
                                        self._names))
         self.image_selector.options = [(n, i) for i, n in enumerate(self._names)]
         self.image_selector.layout.display = "flex"
+        self.rank_slider.value = 1  # a new photo opens at its own top class
         self.image_selector.value = index  # shows it (through _on_image)
         return index
 
