@@ -2,5 +2,6 @@
 
 * :mod:`~helpers.evaluate.boxes`: a box from a map, IoU, rescaling a box;
 * :mod:`~helpers.evaluate.localization`: accuracy, MaxBoxAcc, the pointing game, a report;
-* :mod:`~helpers.evaluate.trust`: sanity checks (layer randomisation) and deletion/insertion.
+* :mod:`~helpers.evaluate.trust`: sanity checks (layer randomisation) and deletion/insertion;
+* :mod:`~helpers.evaluate.road`: ROAD, removal with noisy linear imputation (MoRF and LeRF).
 """
