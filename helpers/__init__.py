@@ -26,6 +26,7 @@ from helpers.env import report_environment, require_versions, set_seed
 from helpers.evaluate.boxes import box_iou, cam_to_box, scale_box
 from helpers.evaluate.localization import evaluate_localization, localization_report
 from helpers.evaluate.trust import deletion_insertion, randomize_layers
+from helpers.guided import guided_backprop, guided_grad_cam
 from helpers.maps import CAMResult, normalize_cam, upsample_maps
 from helpers.models import Classifier, OfflineError, load_classifier, prepare_offline_model
 from helpers.models.architecture import LAYER_GROUPS, parameter_breakdown
@@ -41,11 +42,11 @@ from helpers.plots.cam import draw_box, plot_cam, plot_cam_classes, plot_cam_ima
 from helpers.plots.explorer import cam_explorer
 from helpers.plots.localization import TRUE_BOX_COLOR, plot_localization_gallery, plot_threshold_sweep
 
-#: The public API: what the notebooks use, and what a reader needs beside it (at most 45 names).
+#: The public API: what the notebooks use, and what a reader needs beside it (at most 47 names).
 #: Everything else lives in its layer's module (``helpers.evaluate.localization.pointing_game``,
 #: ``helpers.plots.cam.show_cam``, ``helpers.models.torch_weights.read_legacy_state_dict``, ...)
 #: or in the private engine. The layers, each importing only those before it:
-#: ``checks``, ``images``, ``maps`` → ``_engine`` → ``cam`` → ``models``, ``data`` →
+#: ``checks``, ``images``, ``maps`` → ``_engine`` → ``cam``, ``guided`` → ``models``, ``data`` →
 #: ``evaluate`` → ``plots``; ``env`` and ``doctor`` are the setup cell's.
 __all__ = [
     "CAMResult",
@@ -70,6 +71,8 @@ __all__ = [
     "fit_transfer_head",
     "grad_cam",
     "grad_cam_plus_plus",
+    "guided_backprop",
+    "guided_grad_cam",
     "head_parameter_counts",
     "load_classifier",
     "load_image",

@@ -29,8 +29,10 @@ weights come from:
   ``α`` from the second and third powers of the gradient (:func:`grad_cam_plus_plus_weights`).
 * **Score-CAM** (Wang et al., CVPR-W 2020), gradient-free: each channel's map, upsampled and
   min-max scaled, masks the input (:func:`score_cam_masks`); the weight of channel ``k`` is the
-  class score of that masked input (:func:`score_cam_weights`). One forward pass per channel, so
-  it is slow.
+  class *probability* of that masked input, as the authors' code (haofanwang/Score-CAM) computes
+  it (:func:`score_cam_weights`). pytorch-grad-cam instead takes a softmax over the channels of
+  the masked inputs' logits (:func:`score_cam_softmax_weights`, method ``"score_cam_softmax"``).
+  One forward pass per channel, so it is slow.
 * **HiResCAM** (Draelos & Carin, 2020): the gradient itself weights each position,
   ``M_c = Σ_k ∂S_c/∂A_k ⊙ A_k`` (:func:`hires_cam_weights`); on GAP → Dense with ``A = f`` it
   is CAM / (h·w) exactly, signed, like Grad-CAM, but unlike Grad-CAM it stays faithful to the
@@ -71,10 +73,12 @@ from typing import Any
 import keras
 
 from helpers._engine import INPUTS, CAMHead, compiled_forward, find_head, keras_model_of, run
+from helpers.checks import choice
 from helpers.maps import CAMResult, normalize_cam, resize_maps, upsample_maps
 
 __all__ = [
     "METHODS",
+    "SCORE_CAM_WEIGHTINGS",
     "CAMHead",
     "CAMResult",
     "Method",
@@ -95,6 +99,7 @@ __all__ = [
     "normalize_cam",
     "score_cam",
     "score_cam_masks",
+    "score_cam_softmax_weights",
     "score_cam_weights",
     "upsample_maps",
     "weighted_sum",
@@ -173,17 +178,37 @@ def score_cam_masks(channel_maps: Any, size: tuple[int, int]) -> Any:
     return (up - low) / (high - low + 1e-8)
 
 
-def score_cam_weights(masked_logits: Any, class_ids: Any) -> Any:
-    """Score-CAM: the logit of class ``c`` for the input times each channel's mask, softmax-
-    normalised over the channels: ``w_k^c = softmax_k(S_c(x ⊙ norm(up(A_k))))``. ``(B, K, k)``.
-
-    ``masked_logits`` ``(B, k, C)``: every class's logit for each of the ``k`` masked inputs."""
+def _class_rows(values: Any, class_ids: Any) -> Any:
+    """``(B, k, C)`` values per channel and class → ``(B, K, k)``: the requested classes' rows
+    (``class_ids`` ``(B, K)``), or every class in id order (None)."""
     ops = keras.ops
-    scores = ops.transpose(masked_logits, (0, 2, 1))  # (B, C, k)
-    if class_ids is not None:  # keep the requested classes' rows: (B, K, k)
-        choice = ops.one_hot(class_ids, ops.shape(scores)[1], dtype="float32")  # (B, K, C)
-        scores = ops.einsum("bck,bjc->bjk", scores, choice)
-    return ops.softmax(scores, axis=-1)
+    rows = ops.transpose(values, (0, 2, 1))  # (B, C, k)
+    if class_ids is None:
+        return rows
+    choice = ops.one_hot(class_ids, ops.shape(rows)[1], dtype="float32")  # (B, K, C)
+    return ops.einsum("bck,bjc->bjk", rows, choice)
+
+
+def score_cam_weights(masked_logits: Any, features: Any, class_ids: Any) -> Any:
+    """Score-CAM as its authors compute it: ``w_k^c = softmax_c'(S_c'(x ⊙ norm(up(A_k))))_c``,
+    the class **probability** (softmax over the classes) of the input masked by channel ``k``;
+    no baseline is subtracted, and a channel whose map is constant gets weight 0 (the authors
+    skip it). ``(B, K, k)``.
+
+    ``masked_logits`` ``(B, k, C)``: every class's logit for each of the ``k`` masked inputs.
+    The authors' final map is ``relu`` of the weighted sum, min-max scaled:
+    ``normalize_cam(np.maximum(result.maps, 0))`` (``low_res`` stays before the ReLU)."""
+    ops = keras.ops
+    probabilities = _class_rows(ops.softmax(masked_logits, axis=-1), class_ids)  # (B, K, k)
+    varies = ops.max(features, axis=(1, 2)) > ops.min(features, axis=(1, 2))  # (B, k)
+    return ops.where(varies[:, None, :], probabilities, 0.0)
+
+
+def score_cam_softmax_weights(masked_logits: Any, class_ids: Any) -> Any:
+    """Score-CAM as pytorch-grad-cam computes it: the logit of class ``c`` for each masked input,
+    softmax-normalised over the **channels**: ``w_k^c = softmax_k(S_c(x ⊙ norm(up(A_k))))``;
+    constant channels (an all-zero mask) are kept. ``(B, K, k)``."""
+    return keras.ops.softmax(_class_rows(masked_logits, class_ids), axis=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +266,12 @@ METHODS: dict[str, Method] = {
     "score_cam": Method("score_cam", score_cam_weights, masks=score_cam_masks),
     "hires_cam": Method("hires_cam", hires_cam_weights),
     "layer_cam": Method("layer_cam", layer_cam_weights),
+    "score_cam_softmax": Method("score_cam_softmax", score_cam_softmax_weights,
+                                masks=score_cam_masks),
 }
+
+#: Score-CAM's weightings: ``score_cam(..., weighting=...)`` → the method run.
+SCORE_CAM_WEIGHTINGS = {"probability": "score_cam", "softmax": "score_cam_softmax"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,7 +354,9 @@ def activation_maps(
         weights the pooling's input.
     method
         A name in :data:`METHODS` (``"cam"``, ``"grad_cam"``, ``"grad_cam_plus_plus"``,
-        ``"score_cam"``, ``"hires_cam"``, ``"layer_cam"``) or a :class:`Method` of your own.
+        ``"score_cam"`` (the authors' probability weights), ``"score_cam_softmax"``
+        (pytorch-grad-cam's softmax over channels), ``"hires_cam"``, ``"layer_cam"``) or a
+        :class:`Method` of your own.
     upsample
         Also compute the upsampled maps ``(B, K, H, W)`` in the same compiled call (otherwise
         :attr:`CAMResult.maps` upsamples on first access). Refused above 1 GiB of maps.
@@ -384,9 +416,24 @@ def _named(method: str, title: str, notebook: str) -> Callable[..., CAMResult]:
 class_activation_maps = _named("cam", "Class activation maps (Zhou et al., 2016)", "03")
 grad_cam = _named("grad_cam", "Grad-CAM maps before ReLU (Selvaraju et al., 2017)", "03")
 grad_cam_plus_plus = _named("grad_cam_plus_plus", "Grad-CAM++ maps before ReLU", "06")
-score_cam = _named("score_cam", "Score-CAM maps before ReLU (Wang et al., 2020)", "06")
 hires_cam = _named("hires_cam", "HiResCAM maps, signed (Draelos & Carin, 2020)", "06")
 layer_cam = _named("layer_cam", "LayerCAM maps before ReLU (Jiang et al., 2021)", "06")
+
+
+def score_cam(model: Any, images: Any, classes: Any = None, top_k: int | None = None,
+              layer: str | None = None, *, weighting: str = "probability",
+              upsample: bool = False, dtype: str | None = None) -> CAMResult:
+    """Score-CAM maps before ReLU (Wang et al., 2020): ``activation_maps(..., method=...)``.
+
+    Introduced in notebook 06. ``weighting="probability"`` (default) is the authors' weight,
+    the class probability of each masked input (:func:`score_cam_weights`, method
+    ``"score_cam"``); ``"softmax"`` is pytorch-grad-cam's softmax over the channels of the masked
+    inputs' logits (:func:`score_cam_softmax_weights`, method ``"score_cam_softmax"``).
+    ``result.method`` says which ran. Other arguments, result and errors: see
+    :func:`activation_maps` (an unknown ``weighting`` is a ValueError naming both)."""
+    weighting = choice("weighting", weighting, SCORE_CAM_WEIGHTINGS)
+    return activation_maps(model, images, classes, top_k, layer,
+                           method=SCORE_CAM_WEIGHTINGS[weighting], upsample=upsample, dtype=dtype)
 
 
 def forward(model: Any) -> Callable[[Any], Any]:

@@ -1,7 +1,8 @@
-"""The one checker of plain arguments (counts, sizes, seeds, fractions, switches).
+"""The one checker of plain arguments (counts, sizes, seeds, fractions, switches, named choices).
 
-Every public function checks its integer, number and True/False arguments here, so a bad value
-gets the same kind of message everywhere: the argument's name, what is accepted, what was given.
+Every public function checks its integer, number, True/False and named-choice arguments here,
+so a bad value gets the same kind of message everywhere: the argument's name, what is accepted,
+what was given.
 The error, :class:`ArgumentError`, is both a ``TypeError`` and a ``ValueError``: a learner's
 ``except ValueError`` catches a wrong type as well as a value out of range.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArgumentError", "flag", "integer", "number"]
+__all__ = ["ArgumentError", "choice", "flag", "integer", "number"]
 
 
 class ArgumentError(TypeError, ValueError):
@@ -70,3 +71,13 @@ def flag(name: str, value: Any) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise ArgumentError(f"{name} must be True or False, got {_given(value)}")
+
+
+def choice(name: str, value: Any, options: Any) -> str:
+    """``value`` if it is one of the strings ``options`` (any iterable of str, e.g. a dict's
+    keys), else :class:`ArgumentError` listing them."""
+    options = list(options)
+    if isinstance(value, str) and value in options:
+        return value
+    accepted = ", ".join(map(repr, options))
+    raise ArgumentError(f"{name} must be one of {accepted}, got {_given(value)}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers.checks import ArgumentError, flag, integer, number
+from helpers.checks import ArgumentError, choice, flag, integer, number
 
 
 def test_integers_numbers_and_flags():
@@ -24,6 +24,14 @@ def test_integers_numbers_and_flags():
         number("rate", 0.0, 0, low_open=True)
     with pytest.raises(ArgumentError, match="must be True or False"):
         flag("f", 1)
+
+
+def test_a_named_choice():
+    assert choice("baseline", "grey", ("black", "grey")) == "grey"
+    assert choice("weighting", "softmax", {"probability": 1, "softmax": 2}) == "softmax"
+    for bad in ("white", None, 3):
+        with pytest.raises(ArgumentError, match=r"baseline must be one of 'black', 'grey', got "):
+            choice("baseline", bad, ("black", "grey"))
 
 
 def test_the_error_is_both_a_type_error_and_a_value_error():

@@ -54,41 +54,104 @@ def test_grad_cam_plus_plus_on_a_gap_network_is_a_closed_form_of_the_dense_weigh
     assert result.method == "grad_cam_plus_plus" and result.bias is None
 
 
-def test_score_cam_with_one_channel_is_that_channel():
-    """One channel: softmax over one score is 1, so the map is the channel itself."""
+def test_score_cam_softmax_with_one_channel_is_that_channel():
+    """One channel: a softmax over one channel's score is 1, so the map is the channel itself."""
     model, images = _gap_model(channels=1, seed=2), _images()
-    result = cam.score_cam(model, images, top_k=2)
+    result = cam.score_cam(model, images, top_k=2, weighting="softmax")
     features = _features(model, images)[..., 0]  # (B, h, w)
+    assert result.method == "score_cam_softmax"
     for k in range(2):
         np.testing.assert_allclose(result.low_res[:, k], features, rtol=1e-5, atol=1e-6)
 
 
-def _score_cam_by_hand(model, images, class_ids):
-    """pytorch-grad-cam's ScoreCAM.get_cam_weights, step by step, in numpy (eager model calls)."""
+def _relu_gap_model() -> keras.Model:
+    """The feature map is relu(image) itself (3 channels at input size, so up() is the identity),
+    then GAP → Dense with known weights: every Score-CAM weight is computable by hand."""
+    image = keras.Input((5, 5, 3))
+    features = keras.layers.ReLU(name="features")(image)
+    logits = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(image, logits, name="relu_gap")
+    model.get_layer("logits").set_weights([np.array([[2.0, -1.0], [0.5, 1.0], [-1.0, 3.0]]),
+                                            np.array([0.1, -0.2])])
+    return model
+
+
+def test_score_cam_weights_by_hand_on_a_relu_gap_network():
+    """A = relu(x); channel k's mask m_k = norm(A_k); the masked input's logits are
+    W^T mean(relu(x ⊙ m_k)) + b. The authors' weight is softmax over classes (a probability),
+    pytorch-grad-cam's a softmax over channels; a constant channel gets 0 from the authors."""
+    model = _relu_gap_model()
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 5, 5, 3)).astype(np.float32)
+    images[1, :, :, 2] = -0.5  # image 1: channel 2 is relu(-0.5) = 0 everywhere, a constant map
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("logits").weights)
+    features = np.maximum(images, 0)  # (B, H, W, k)
+    low, high = features.min(axis=(1, 2)), features.max(axis=(1, 2))  # (B, k)
+    masks = (features - low[:, None, None]) / (high - low + 1e-8)[:, None, None]  # (B, H, W, k)
+    masked = images[:, None] * np.moveaxis(masks, -1, 1)[..., None]  # (B, k, H, W, 3)
+    logits = np.maximum(masked, 0).mean(axis=(2, 3)) @ kernel + bias  # (B, k, C)
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    authors = np.moveaxis(probabilities, -1, 1) * (high > low)[:, None, :]  # (B, C, k)
+    peers = np.exp(np.moveaxis(logits, -1, 1))
+    peers /= peers.sum(-1, keepdims=True)
+    for weighting, weights, name in (("probability", authors, "score_cam"),
+                                     ("softmax", peers, "score_cam_softmax")):
+        result = cam.score_cam(model, images, classes="all", weighting=weighting)
+        want = np.einsum("bhwk,bck->bchw", features, weights)
+        assert result.method == name
+        np.testing.assert_allclose(result.low_res, want, rtol=1e-5, atol=1e-6)
+    assert authors[1, :, 2].max() == 0 and peers[1, :, 2].min() > 0
+
+
+def _score_cam_by_hand(model, images, class_ids, weighting):
+    """The two reference loops, step by step, in numpy (eager model calls): the authors'
+    ScoreCAM.forward (haofanwang/Score-CAM) and pytorch-grad-cam's ScoreCAM.get_cam_weights.
+    Returns the maps at input size (B, K, H, W) before ReLU."""
     activations = np.moveaxis(_features(model, images), -1, 1)  # (B, k, h, w)
     size = images.shape[1:3]
     up = keras.ops.convert_to_numpy(keras.ops.image.resize(
         activations.reshape(-1, *activations.shape[2:], 1), size, interpolation="bilinear",
         antialias=False)).reshape(*activations.shape[:2], *size)
-    maxs = up.reshape(*up.shape[:2], -1).max(-1)[..., None, None]
-    mins = up.reshape(*up.shape[:2], -1).min(-1)[..., None, None]
-    up = (up - mins) / (maxs - mins + 1e-8)
-    weights = []
+    maps = np.zeros((*class_ids.shape, *size), np.float32)
     for b, targets in enumerate(class_ids):
-        masked = images[b][None] * up[b][..., None]  # (k, H, W, C)
-        logits = keras.ops.convert_to_numpy(model(masked, training=False))  # (k, C)
-        scores = logits[:, targets].T  # (K, k)
-        e = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        weights.append(e / e.sum(axis=-1, keepdims=True))
-    return np.einsum("bkhw,bck->bchw", activations, np.stack(weights))
+        if weighting == "probability":  # the authors: one channel at a time
+            for i in range(up.shape[1]):
+                saliency = up[b, i]
+                if saliency.max() == saliency.min():
+                    continue
+                norm = (saliency - saliency.min()) / (saliency.max() - saliency.min())
+                output = keras.ops.convert_to_numpy(model(images[b][None] * norm[..., None]))[0]
+                probability = np.exp(output - output.max()) / np.exp(output - output.max()).sum()
+                maps[b] += probability[targets][:, None, None] * saliency
+        else:  # pytorch-grad-cam: all channels, then a softmax over them
+            maxs = up[b].reshape(up.shape[1], -1).max(-1)[:, None, None]
+            mins = up[b].reshape(up.shape[1], -1).min(-1)[:, None, None]
+            norm = (up[b] - mins) / (maxs - mins + 1e-8)
+            logits = keras.ops.convert_to_numpy(model(images[b][None] * norm[..., None]))  # (k, C)
+            scores = logits[:, targets].T  # (K, k)
+            e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            maps[b] = np.einsum("ck,khw->chw", e / e.sum(axis=-1, keepdims=True), up[b])
+    return maps
 
 
-def test_score_cam_equals_the_hand_computation():
+@pytest.mark.parametrize("weighting", ["probability", "softmax"])
+def test_score_cam_equals_the_reference_loop(weighting):
     model, images = _gap_model(seed=3), _images(seed=4)
     class_ids = np.array([[0, 2], [1, 3], [3, 3]])
-    result = cam.score_cam(model, images, classes=class_ids)
-    want = _score_cam_by_hand(model, images, class_ids)
-    np.testing.assert_allclose(result.low_res, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    result = cam.score_cam(model, images, classes=class_ids, weighting=weighting)
+    want = _score_cam_by_hand(model, images, class_ids, weighting)
+    np.testing.assert_allclose(result.maps, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    if weighting == "probability":  # the authors' final map: ReLU, then min-max
+        final = cam.normalize_cam(np.maximum(result.maps, 0))
+        want = np.maximum(want, 0)
+        want = (want - want.min(axis=(2, 3), keepdims=True)) / np.ptp(want, axis=(2, 3), keepdims=True)
+        np.testing.assert_allclose(final, want, atol=1e-4)
+
+
+def test_score_cam_refuses_an_unknown_weighting():
+    from helpers.checks import ArgumentError
+
+    with pytest.raises(ArgumentError, match="weighting must be one of 'probability', 'softmax'"):
+        cam.score_cam(_gap_model(), _images(count=1), weighting="logit")
 
 
 def test_score_cam_runs_one_forward_pass_per_channel_in_bounded_batches(monkeypatch, chunk_size):

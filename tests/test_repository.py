@@ -120,11 +120,12 @@ def test_committed_notebooks_show_their_figures(path):
 
 
 def test_public_api_is_small_and_is_what_the_notebooks_use():
-    """About 40 names (at most 45); every `helpers.X` a notebook uses is one of them, and every
-    one of them resolves."""
+    """About 45 names (at most 47: notebook 06's two input-space methods, guided_backprop and
+    guided_grad_cam, came after the first cap of 45); every `helpers.X` a notebook uses is one
+    of them, and every one of them resolves."""
     import helpers
 
-    assert len(helpers.__all__) <= 45, len(helpers.__all__)
+    assert len(helpers.__all__) <= 47, len(helpers.__all__)
     assert len(set(helpers.__all__)) == len(helpers.__all__)
     for name in helpers.__all__:
         assert getattr(helpers, name) is not None

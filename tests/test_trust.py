@@ -52,6 +52,36 @@ def test_deletion_and_insertion_reward_the_map_that_ranks_the_evidence_first():
     assert curves.insertion_auc[good] > curves.insertion_auc[random_] > curves.insertion_auc[reversed_]
 
 
+def _redness_probability(image: np.ndarray) -> float:
+    """The redness classifier's class-0 probability by hand: softmax of (4r, −4r), r the mean
+    of (R − G) / 255."""
+    redness = (image[..., 0].astype(np.float64) - image[..., 1]).mean() / 255.0
+    return float(1 / (1 + np.exp(-8 * redness)))
+
+
+@pytest.mark.parametrize("baseline", [None, "black", "grey", "blur"])
+def test_each_baseline_is_what_deletion_ends_on_and_insertion_starts_from(baseline):
+    """Deletion's last step is the baseline image, insertion's first step too; the default
+    pairs black (deletion) with a blur (insertion). "grey" is the ImageNet mean colour."""
+    from scipy.ndimage import gaussian_filter
+
+    classifier, photo = _redness_classifier(), _red_patch_photo()
+    maps = np.random.default_rng(0).random((2, 16, 16))
+    curves = deletion_insertion(classifier, [photo] * 2, maps, [0, 0], steps=4, blur_sigma=2,
+                                baseline=baseline)
+    blurred = gaussian_filter(photo.astype(np.float32), sigma=(2, 2, 0), mode="nearest")
+    grey = np.broadcast_to(np.array([0.485, 0.456, 0.406]) * 255, photo.shape)
+    black = np.zeros(photo.shape)
+    substrate = {"black": black, "grey": grey, "blur": blurred}
+    deleted = substrate[baseline or "black"]
+    start = substrate[baseline or "blur"]
+    np.testing.assert_allclose(curves.deletion[:, -1], _redness_probability(deleted), rtol=1e-5)
+    np.testing.assert_allclose(curves.insertion[:, 0], _redness_probability(start), rtol=1e-5)
+    np.testing.assert_allclose(curves.deletion[:, 0], _redness_probability(photo), rtol=1e-5)
+    assert curves.deletion_auc.shape == curves.insertion_auc.shape == (2,)  # per image
+    assert curves.baseline == (baseline or "black/blur")
+
+
 def test_deletion_insertion_refuses_bad_arguments():
     classifier, photo = _redness_classifier(), _red_patch_photo()
     maps = np.ones((1, 4, 4), np.float32)
@@ -65,6 +95,8 @@ def test_deletion_insertion_refuses_bad_arguments():
         deletion_insertion(classifier, [photo], maps, [2])
     with pytest.raises(ValueError, match="steps must be an int"):
         deletion_insertion(classifier, [photo], maps, [0], steps=0)
+    with pytest.raises(ValueError, match="baseline must be one of 'black', 'grey', 'blur'"):
+        deletion_insertion(classifier, [photo], maps, [0], baseline="white")
 
 
 def _small_cnn() -> keras.Model:

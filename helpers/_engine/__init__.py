@@ -12,13 +12,17 @@ general. Modules:
 * :mod:`~helpers._engine.compile`: compiling per backend, the one cache, precision, counters;
 * :mod:`~helpers._engine.autodiff`: pooled and per-position gradients per backend;
 * :mod:`~helpers._engine.runner`: the two programs per method and request, the chunk size
-  (small on the CPU, large on a GPU), and :func:`run`.
+  (small on the CPU, large on a GPU), and :func:`run`;
+* :mod:`~helpers._engine.saliency`: input gradients with the network's ReLUs swapped for a rule
+  of the caller's while the program is traced (guided backpropagation).
 
 The engine imports only :mod:`helpers.checks`, :mod:`helpers.images` and :mod:`helpers.maps`.
 Internal API (what :mod:`helpers.cam`, the benchmark and the tests may use; every other module
 goes through :mod:`helpers.cam`):
 
 * ``run(method, model, images, classes, top_k, layer, *, upsample, dtype)`` → ``CAMResult``;
+* ``input_gradients(model, images, classes, top_k, layer, relu_rule)`` → dict of ``gradients``
+  ``(B, K, H, W, C)``, ``class_ids``, ``logits``, ``relus``, ...; ``swapped_relus``;
 * ``INPUTS``: the names a method's weights function may read, and what each is;
 * ``programs(method, model, plan, layer)`` → ``(network, method program)``, with
   ``Plan(classes, count, size, precision)``; ``to_numpy(outputs)``;
@@ -40,6 +44,7 @@ from helpers._engine.compile import (
 from helpers._engine.graph import count_folded, fold_batch_norm
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
 from helpers._engine.runner import INPUTS, Plan, programs, run, to_numpy
+from helpers._engine.saliency import input_gradients, swapped_relus
 
 __all__ = [
     "INPUTS",
@@ -53,8 +58,10 @@ __all__ = [
     "find_head",
     "fold_batch_norm",
     "folding",
+    "input_gradients",
     "keras_model_of",
     "programs",
     "run",
+    "swapped_relus",
     "to_numpy",
 ]

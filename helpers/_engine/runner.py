@@ -193,7 +193,7 @@ def masked_logits(method: Any, head: CAMHead, model: Any, batch: np.ndarray, fea
     keras_model = keras_model_of(model)
     layers = all_layers(inference_model(head.feature_model, head.folded))
     masks_of = method.masks
-    key = ("masked", method.name, masks_of, head, precision)
+    key = ("masked", masks_of, head, precision)  # shared by methods with the same masks
     program = cached(keras_model, key, lambda: compile_function(
         functools.partial(traced, functools.partial(_masked_network, head, masks_of), layers,
                           precision),

@@ -10,7 +10,12 @@ Introduced in notebook 06.
 * **Faithfulness** (Petsiuk et al., *RISE*, BMVC 2018): delete the pixels a map ranks highest
   first, and the class probability should fall fast (a small area under the **deletion** curve);
   insert them first into a blurred copy, and it should rise fast (a large area under the
-  **insertion** curve). :func:`deletion_insertion` computes both curves and their areas.
+  **insertion** curve). :func:`deletion_insertion` computes both curves and their areas, per
+  image. What a deleted pixel becomes (the *baseline*) changes the verdict: RISE's code sets the
+  ImageNet-normalised pixels to 0, i.e. the dataset's mean colour (``baseline="grey"``), and
+  inserts into a blur; xplique's Deletion/Insertion use one constant ``baseline_mode`` (0.0 of the
+  model's input) for both. ROAD (:mod:`helpers.evaluate.road`) fills removed pixels from their
+  neighbours instead.
 """
 
 from __future__ import annotations
@@ -24,15 +29,21 @@ import keras
 import numpy as np
 
 from helpers.cam import forward, keras_model_of
-from helpers.checks import integer, number
+from helpers.checks import choice, integer, number
 from helpers.images import resize_images, to_rgb_batch
 from helpers.maps import softmax, upsample_maps
 from helpers.models import Classifier
 
-__all__ = ["FaithfulnessCurves", "deletion_insertion", "randomize_layers"]
+__all__ = ["BASELINES", "FaithfulnessCurves", "class_probabilities", "deletion_insertion", "prepare_faithfulness",
+           "randomize_layers"]
 
 #: Images per forward pass of the curves (a batch's activations, not its images, fill memory).
 FORWARD_BATCH = 16
+#: The ImageNet mean colour on 0..255 (torchvision's 0.485, 0.456, 0.406): what RISE's deletion
+#: substrate, zeros of the ImageNet-normalised tensor, is in pixels.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
+#: Deletion / insertion baselines: what a deleted pixel becomes and where insertion starts.
+BASELINES = ("black", "grey", "blur")
 
 def _initializer_of(layer: Any, variable: Any) -> Any:
     """The initializer that drew ``variable`` of ``layer``: its ``<name>_initializer`` (for
@@ -124,8 +135,11 @@ class FaithfulnessCurves:
     deletion, insertion
         ``(B, S + 1)`` probability of the class at each step.
     deletion_auc, insertion_auc
-        ``(B,)`` areas under the curves (trapezoid rule over ``fractions``): lower deletion and
-        higher insertion are better.
+        ``(B,)`` areas under each image's curves (trapezoid rule over ``fractions``): lower
+        deletion and higher insertion are better. Average them yourself (``.mean()``).
+    baseline
+        ``"black/blur"`` (the default: deletion to black, insertion from a blur) or the one
+        baseline both curves used.
     """
 
     fractions: np.ndarray
@@ -133,6 +147,7 @@ class FaithfulnessCurves:
     insertion: np.ndarray
     deletion_auc: np.ndarray
     insertion_auc: np.ndarray
+    baseline: str = "black/blur"
 
 
 def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -146,6 +161,51 @@ def _area(fractions: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ((values[:, 1:] + values[:, :-1]) / 2 * widths).sum(axis=1)
 
 
+def prepare_faithfulness(classifier: Classifier, images: Any, maps: Any, class_ids: Any
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The checks and the resizing that every faithfulness measure shares: ``(resized images
+    (B, H, W, 3) on 0..255, maps upsampled bilinearly to (B, H, W), class ids (B,))``.
+
+    Raises TypeError/ValueError for a classifier that is not a Classifier, mismatched counts,
+    maps that are not finite, and class ids that are not ints in range."""
+    if not isinstance(classifier, Classifier):
+        raise TypeError(f"classifier must be a helpers.Classifier, got {type(classifier).__name__}")
+    resized = resize_images(to_rgb_batch(images), classifier.input_size)  # as preprocess does
+    batch = resized.shape[0]
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3 or maps.shape[0] != batch:
+        raise ValueError(f"maps must be (B, h, w) with B = {batch} images, got shape {maps.shape}")
+    if not np.all(np.isfinite(maps)):
+        raise ValueError("maps contain NaN or infinite values")
+    class_ids = np.asarray(class_ids)
+    if class_ids.shape != (batch,) or not np.issubdtype(class_ids.dtype, np.integer):
+        raise ValueError(f"class_ids must be {batch} integer class ids, got {class_ids!r:.80}")
+    if np.any((class_ids < 0) | (class_ids >= classifier.num_classes)):
+        raise ValueError(f"class ids must be in 0..{classifier.num_classes - 1}, got {class_ids}")
+    return resized, upsample_maps(maps, classifier.input_size), class_ids
+
+
+def class_probabilities(classifier: Classifier, variants: list[np.ndarray] | np.ndarray,
+                        class_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(probability of class_id, whether it is the top-1 class)``, each ``(N,)``, for ``N``
+    images ``(H, W, 3)`` on 0..255 at the classifier's input size, through the compiled network
+    in batches of :data:`FORWARD_BATCH`."""
+    network = forward(classifier)
+    logits = np.concatenate([
+        keras.ops.convert_to_numpy(network(classifier.normalize(
+            np.stack(variants[start:start + FORWARD_BATCH])).astype(np.float32)))
+        for start in range(0, len(variants), FORWARD_BATCH)])
+    return softmax(logits)[:, class_id], logits.argmax(axis=1) == class_id
+
+
+def _substrate(image: np.ndarray, baseline: str, blur_sigma: float) -> np.ndarray:
+    if baseline == "black":
+        return np.zeros_like(image)
+    if baseline == "grey":
+        return np.broadcast_to(IMAGENET_MEAN, image.shape).astype(image.dtype)
+    return _blurred(image, blur_sigma)
+
+
 def deletion_insertion(
     classifier: Classifier,
     images: Any,
@@ -154,16 +214,17 @@ def deletion_insertion(
     *,
     steps: int = 20,
     blur_sigma: float = 5.0,
+    baseline: str | None = None,
 ) -> FaithfulnessCurves:
-    """Deletion and insertion curves of saliency maps, with their areas.
+    """Deletion and insertion curves of saliency maps, with each image's areas.
 
     Introduced in notebook 06. Each image is resized to the classifier's input. Pixels are
     ranked by the map (upsampled bilinearly to the input size; ties in reading order). For
-    ``steps`` equal shares of the pixels, **deletion** sets the top-ranked ones to black and
-    **insertion** copies them into a blurred version of the image (a Gaussian blur of
-    ``blur_sigma`` pixels, as RISE does); the class probability (softmax of the logits) is
-    recorded at every step, the unchanged image included. All ``B × 2 × (steps + 1)`` images go
-    through the compiled network in batches of :data:`FORWARD_BATCH`.
+    ``steps`` equal shares of the pixels, **deletion** replaces the top-ranked ones by the
+    baseline and **insertion** copies them into the baseline image; the class probability
+    (softmax of the logits) is recorded at every step, the unchanged image included. All
+    ``B × 2 × (steps + 1)`` images go through the compiled network in batches of
+    :data:`FORWARD_BATCH`.
 
     Parameters
     ----------
@@ -179,7 +240,14 @@ def deletion_insertion(
     steps
         Number of shares (20: 5 % of the pixels each).
     blur_sigma
-        Standard deviation of the insertion baseline's blur, in input pixels.
+        Standard deviation of the blur baseline, in input pixels (RISE's code: an 11 × 11 kernel
+        of sigma 5; here scipy's ``gaussian_filter``, edges repeated).
+    baseline
+        ``None`` (default): deletion to **black** (0), insertion from a **blur** of the image.
+        Or one baseline for both curves (as xplique's ``baseline_mode``): ``"black"``,
+        ``"grey"`` (the ImageNet mean colour (124, 116, 104), what RISE's code deletes to: zeros
+        of the ImageNet-normalised tensor; xplique's default 0.0 is the same for a model whose
+        input is centred) or ``"blur"``.
 
     Returns
     -------
@@ -188,46 +256,31 @@ def deletion_insertion(
     Raises
     ------
     ValueError, TypeError
-        Mismatched counts, a map that is not finite, bad ``steps`` or class ids.
+        Mismatched counts, a map that is not finite, bad ``steps``, ``blur_sigma``, ``baseline``
+        or class ids.
     """
-    if not isinstance(classifier, Classifier):
-        raise TypeError(f"classifier must be a helpers.Classifier, got {type(classifier).__name__}")
     steps = integer("steps", steps, 1, 1000)
     blur_sigma = number("blur_sigma (pixels)", blur_sigma, 0.0, 1e3, low_open=True, high_open=True)
-    resized = resize_images(to_rgb_batch(images), classifier.input_size)  # as preprocess does
-    batch, height, width = resized.shape[0], *classifier.input_size
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 3 or maps.shape[0] != batch:
-        raise ValueError(f"maps must be (B, h, w) with B = {batch} images, got shape {maps.shape}")
-    if not np.all(np.isfinite(maps)):
-        raise ValueError("maps contain NaN or infinite values")
-    class_ids = np.asarray(class_ids)
-    if class_ids.shape != (batch,) or not np.issubdtype(class_ids.dtype, np.integer):
-        raise ValueError(f"class_ids must be {batch} integer class ids, got {class_ids!r:.80}")
-    if np.any((class_ids < 0) | (class_ids >= classifier.num_classes)):
-        raise ValueError(f"class ids must be in 0..{classifier.num_classes - 1}, got {class_ids}")
-    ranks = upsample_maps(maps, (height, width)).reshape(batch, -1)
-    order = np.argsort(-ranks, axis=1, kind="stable")
+    if baseline is not None:
+        baseline = choice("baseline", baseline, BASELINES)
+    resized, ranks, class_ids = prepare_faithfulness(classifier, images, maps, class_ids)
+    batch, height, width = resized.shape[:3]
+    order = np.argsort(-ranks.reshape(batch, -1), axis=1, kind="stable")
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = np.round(fractions * height * width).astype(int)
-    network = forward(classifier)
     curves = {"deletion": np.empty((batch, steps + 1)), "insertion": np.empty((batch, steps + 1))}
     for b in range(batch):
         image = resized[b].reshape(-1, 3)
-        blurred = _blurred(resized[b], blur_sigma).reshape(-1, 3)
+        deleted = _substrate(resized[b], baseline or "black", blur_sigma).reshape(-1, 3)
+        start = _substrate(resized[b], baseline or "blur", blur_sigma).reshape(-1, 3)
         variants = []
-        for _kind, start, source in (("deletion", image, np.zeros_like(image)),
-                                    ("insertion", blurred, image)):
+        for begin, source in ((image, deleted), (start, image)):  # deletion, then insertion
             for count in counts:
-                step = start.copy()
+                step = begin.copy()
                 chosen = order[b, :count]
                 step[chosen] = source[chosen]
                 variants.append(step.reshape(height, width, 3))
-        logits = np.concatenate([
-            keras.ops.convert_to_numpy(network(classifier.normalize(
-                np.stack(variants[start:start + FORWARD_BATCH])).astype(np.float32)))
-            for start in range(0, len(variants), FORWARD_BATCH)])
-        tracked = softmax(logits)[:, class_ids[b]]
+        tracked, _ = class_probabilities(classifier, variants, int(class_ids[b]))
         curves["deletion"][b], curves["insertion"][b] = tracked[: steps + 1], tracked[steps + 1:]
     return FaithfulnessCurves(
         fractions=fractions,
@@ -235,4 +288,5 @@ def deletion_insertion(
         insertion=curves["insertion"],
         deletion_auc=_area(fractions, curves["deletion"]),
         insertion_auc=_area(fractions, curves["insertion"]),
+        baseline=baseline or "black/blur",
     )

@@ -31,6 +31,7 @@ _MAP_LABELS = {
     "grad_cam": r"Grad-CAM $\sum_k \alpha_k^c A_k$",
     "grad_cam_plus_plus": r"Grad-CAM++ $\sum_k w_k^c A_k$",
     "score_cam": r"Score-CAM $\sum_k w_k^c A_k$",
+    "score_cam_softmax": r"Score-CAM (softmax over channels) $\sum_k w_k^c A_k$",
 }
 
 
