@@ -65,45 +65,22 @@ resize is linear, so summing first gives the same maps at a fraction of the cost
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 
-from helpers._engine import INPUTS, CAMHead, compiled_forward, find_head, keras_model_of, run
+from helpers._engine import CAMHead, compiled_forward, find_head, keras_model_of, method_inputs, run
 from helpers.checks import choice
 from helpers.maps import CAMResult, normalize_cam, resize_maps, upsample_maps
 
-__all__ = [
-    "METHODS",
-    "SCORE_CAM_WEIGHTINGS",
-    "CAMHead",
-    "CAMResult",
-    "Method",
-    "activation_maps",
-    "cam_weights",
-    "class_activation_maps",
-    "find_cam_head",
-    "forward",
-    "grad_cam",
-    "grad_cam_plus_plus",
-    "grad_cam_plus_plus_weights",
-    "grad_cam_weights",
-    "hires_cam",
-    "hires_cam_weights",
-    "keras_model_of",
-    "layer_cam",
-    "layer_cam_weights",
-    "normalize_cam",
-    "score_cam",
-    "score_cam_masks",
-    "score_cam_softmax_weights",
-    "score_cam_weights",
-    "upsample_maps",
-    "weighted_sum",
-]
+__all__ = ["METHODS", "SCORE_CAM_WEIGHTINGS", "CAMHead", "CAMResult", "Method", "activation_maps",
+           "cam_weights", "class_activation_maps", "find_cam_head", "forward", "grad_cam",
+           "grad_cam_plus_plus", "grad_cam_plus_plus_weights", "grad_cam_weights", "hires_cam",
+           "hires_cam_weights", "keras_model_of", "layer_cam", "layer_cam_weights",
+           "normalize_cam", "score_cam", "score_cam_masks", "score_cam_softmax_weights",
+           "score_cam_weights", "upsample_maps", "weighted_sum"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,20 +214,8 @@ class Method:
     masks: Callable[[Any, tuple[int, int]], Any] | None = None
     inputs: tuple[str, ...] = field(init=False)
 
-    def __post_init__(self) -> None:
-        parameters = inspect.signature(self.weights).parameters
-        unknown = [name for name in parameters if name not in INPUTS]
-        if unknown:
-            accepted = "\n".join(f"  {name}: {meaning}" for name, meaning in INPUTS.items())
-            raise ValueError(
-                f"method {self.name!r}: the weights function {self.weights.__name__} has "
-                f"parameter(s) {', '.join(map(repr, unknown))}, which the engine does not provide; "
-                f"name each parameter after what it reads, one of:\n{accepted}"
-            )
-        if "masked_logits" in parameters and self.masks is None:
-            raise ValueError(f"method {self.name!r} reads masked_logits, so it needs masks= (a "
-                             "function (channel maps (n, h, w), input size) -> masks (n, H, W))")
-        object.__setattr__(self, "inputs", tuple(parameters))
+    def __post_init__(self) -> None:  # the engine checks the names (see the Raises above)
+        object.__setattr__(self, "inputs", method_inputs(self.name, self.weights, self.masks))
 
     def maps(self, available: dict[str, Any]) -> Any:
         """``(B, K, h, w)`` maps from the engine's ``available`` inputs."""
@@ -386,12 +351,9 @@ def activation_maps(
 
     Notes
     -----
-    Grad-CAM and Grad-CAM++ take the gradients of all requested classes from one compiled
-    program (``tf.GradientTape`` on TensorFlow, ``jax.vjp`` on JAX); per-position gradients
-    (``B × K × h × w × k`` floats) are bounded by running the images in chunks, so
-    ``classes="all"`` works but is slow. Score-CAM needs no gradients (every backend) but costs
-    one forward pass per channel of ``layer`` and image (1,280 on EfficientNet-Lite0's last
-    layer): choose a layer with fewer channels, or few images.
+    Gradient methods run in chunks of images bounded in memory, so ``classes="all"`` works but
+    is slow. Score-CAM costs one forward pass per channel of ``layer`` and image (1,280 on
+    EfficientNet-Lite0's last layer): choose a layer with fewer channels, or few images.
     """
     if isinstance(method, str):
         if method not in METHODS:

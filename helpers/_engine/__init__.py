@@ -43,11 +43,12 @@ from helpers._engine.compile import (
 )
 from helpers._engine.graph import count_folded, fold_batch_norm
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
-from helpers._engine.runner import INPUTS, Plan, programs, run, to_numpy
+from helpers._engine.runner import INPUTS, Plan, method_inputs, programs, run, to_numpy
 from helpers._engine.saliency import input_gradients, swapped_relus
 
 __all__ = [
     "INPUTS",
+    "method_inputs",
     "PRECISIONS",
     "CAMHead",
     "Plan",

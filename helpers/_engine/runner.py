@@ -35,7 +35,8 @@ from helpers._engine.inputs import Classes, Images, class_names, image_source, r
 from helpers.checks import flag
 from helpers.maps import CAMResult, check_upsample_size, resize_maps
 
-__all__ = ["GRADIENT_INPUTS", "INPUTS", "Plan", "check_precision", "masked_logits", "programs",
+__all__ = ["GRADIENT_INPUTS", "INPUTS", "Plan", "check_precision", "masked_logits", "method_inputs",
+           "programs",
            "run", "to_numpy"]
 
 #: What the engine can pass a weights function, by parameter name.
@@ -63,6 +64,25 @@ class Plan:
     count: int
     size: tuple[int, int] | None
     precision: str
+
+
+def method_inputs(name: str, weights: Any, masks: Any) -> tuple[str, ...]:
+    """The engine inputs a weights function reads: its parameter names, each one of
+    :data:`INPUTS` (a ValueError lists them otherwise); ``masked_logits`` needs ``masks``."""
+    import inspect
+
+    parameters = tuple(inspect.signature(weights).parameters)
+    unknown = [parameter for parameter in parameters if parameter not in INPUTS]
+    if unknown:
+        accepted = "\n".join(f"  {input_name}: {meaning}" for input_name, meaning in INPUTS.items())
+        raise ValueError(
+            f"method {name!r}: the weights function {weights.__name__} has parameter(s) "
+            f"{', '.join(map(repr, unknown))}, which the engine does not provide; name each "
+            f"parameter after what it reads, one of:\n{accepted}")
+    if "masked_logits" in parameters and masks is None:
+        raise ValueError(f"method {name!r} reads masked_logits, so it needs masks= (a function "
+                         "(channel maps (n, h, w), input size) -> masks (n, H, W))")
+    return parameters
 
 
 def check_precision(dtype: Any) -> str:
