@@ -11,11 +11,8 @@ kernel-side ``ipywidgets``, and one class activation map on a sample photo.
 
 Each check is a small function returning a :class:`CheckResult` ``(ok, message, fix)``; heavy
 imports (Keras, TensorFlow, ``helpers`` itself) happen inside the checks, so a broken install
-still prints every other line. Importing this module does nothing else.
-
-``python -m helpers doctor`` first imports the ``helpers`` package, which imports Keras; when that
-import itself fails, run this file directly (``python helpers/doctor.py``, what ``make doctor``
-does): it imports ``helpers`` only inside the checks, so every line still prints.
+still prints every other line: run this file directly (``python helpers/doctor.py``, what ``make
+doctor`` does) when ``import helpers`` itself fails.
 """
 
 from __future__ import annotations
@@ -33,23 +30,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-__all__ = [
-    "CheckResult",
-    "DISTRIBUTION",
-    "EXTRAS",
-    "declared_requirements",
-    "check_python",
-    "check_package",
-    "check_keras_backend",
-    "check_offline_weights",
-    "check_memory",
-    "check_disk",
-    "check_widgets",
-    "check_cam",
-    "default_checks",
-    "run_doctor",
-    "main",
-]
+__all__ = ["CheckResult", "DISTRIBUTION", "EXTRAS", "declared_requirements", "check_python",
+           "check_package", "check_keras_backend", "check_offline_weights", "check_memory",
+           "check_disk", "check_widgets", "check_cam", "default_checks", "run_doctor", "main"]
 
 #: The distribution whose metadata declares the ranges checked here (this project, installed).
 DISTRIBUTION = "gap-cam-helpers"
