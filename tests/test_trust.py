@@ -193,3 +193,33 @@ def test_randomize_layers_restores_after_an_error_and_refuses_bad_names():
     with pytest.raises(ValueError, match="list of layer names, got the str"):
         with randomize_layers(model, "conv"):
             pass
+
+
+def test_deletion_insertion_makes_its_steps_a_batch_at_a_time(monkeypatch):
+    """steps=1000 held 2,002 copies of the photo (+1.2 GB); now at most one forward batch of
+    them is made at a time, and the curve is what the eagerly made images give."""
+    from helpers.evaluate import trust
+
+    classifier, photo = _redness_classifier(), _red_patch_photo()
+    maps = np.random.default_rng(1).uniform(0, 1, (1, 16, 16))
+    made = []
+    getitem = trust.LazyImages.__getitem__
+
+    def recording(self, part):
+        images = getitem(self, part)
+        made.append(len(images))
+        return images
+
+    monkeypatch.setattr(trust.LazyImages, "__getitem__", recording)
+    curves = trust.deletion_insertion(classifier, [photo], maps, [0], steps=100)
+    assert sum(made) == 2 * 101 and max(made) <= trust.FORWARD_BATCH
+    order = np.argsort(-maps.reshape(-1), kind="stable")
+    counts = np.round(curves.fractions * 256).astype(int)
+    flat = photo.reshape(-1, 3)
+    eager = []
+    for count in counts:
+        step = flat.copy()
+        step[order[:count]] = 0
+        eager.append(step.reshape(16, 16, 3))
+    expected, _ = trust.class_probabilities(classifier, np.stack(eager), 0)
+    np.testing.assert_allclose(curves.deletion[0], expected, rtol=1e-6, atol=1e-7)

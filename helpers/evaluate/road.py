@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from helpers.checks import integer, number
-from helpers.evaluate.trust import class_probabilities, prepare_faithfulness
+from helpers.evaluate.trust import LazyImages, class_probabilities, prepare_faithfulness
 from helpers.models import Classifier
 
 __all__ = ["NEIGHBOURS", "RoadCurves", "noisy_linear_imputation", "road"]
@@ -178,13 +178,18 @@ def road(
     original = np.empty(batch)
     for b in range(batch):
         image = resized[b] / 255.0
-        variants = [resized[b]]
-        for ranked in (order[b], order[b, ::-1]):  # MoRF, then LeRF
-            for count in counts:
-                removed = np.zeros(height * width, bool)
-                removed[ranked[:count]] = True
-                filled = noisy_linear_imputation(image, removed.reshape(height, width), noise, rng)
-                variants.append((filled * 255.0).astype(np.float32))
+        rankings = [ranked[:count] for ranked in (order[b], order[b, ::-1]) for count in counts]
+
+        def make(i: int, b: int = b, image: np.ndarray = image,
+                 rankings: list[np.ndarray] = rankings) -> np.ndarray:  # 0: the photo itself
+            if i == 0:
+                return resized[b]
+            removed = np.zeros(height * width, bool)
+            removed[rankings[i - 1]] = True  # MoRF's fractions, then LeRF's
+            filled = noisy_linear_imputation(image, removed.reshape(height, width), noise, rng)
+            return (filled * 255.0).astype(np.float32)
+
+        variants = LazyImages(1 + len(rankings), make)  # made in order: rng's draws as before
         probability, is_top1 = class_probabilities(classifier, variants, int(class_ids[b]))
         original[b] = probability[0]
         for i, name in enumerate(("morf", "lerf")):

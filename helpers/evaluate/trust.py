@@ -21,7 +21,7 @@ Introduced in notebook 06.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,17 +185,39 @@ def prepare_faithfulness(classifier: Classifier, images: Any, maps: Any, class_i
     return resized, upsample_maps(maps, classifier.input_size), class_ids
 
 
-def class_probabilities(classifier: Classifier, variants: list[np.ndarray] | np.ndarray,
+def class_probabilities(classifier: Classifier, variants: Any,
                         class_id: int) -> tuple[np.ndarray, np.ndarray]:
     """``(probability of class_id, whether it is the top-1 class)``, each ``(N,)``, for ``N``
-    images ``(H, W, 3)`` on 0..255 at the classifier's input size, through the compiled network
-    in batches of :data:`FORWARD_BATCH`."""
+    images ``(H, W, 3)`` on 0..255 at the classifier's input size (a list, an array, or anything
+    that gives a list for a slice), through the compiled network in batches of
+    :data:`FORWARD_BATCH`."""
     network = forward(classifier)
     logits = np.concatenate([
         keras.ops.convert_to_numpy(network(classifier.normalize(
             np.stack(variants[start:start + FORWARD_BATCH])).astype(np.float32)))
         for start in range(0, len(variants), FORWARD_BATCH)])
     return softmax(logits)[:, class_id], logits.argmax(axis=1) == class_id
+
+
+class LazyImages:
+    """``count`` images made by ``make(i)`` only when a batch of them is read, in order: the
+    curves' variants of a photo are never all in memory (``steps=1000`` held 2,002 copies)."""
+
+    def __init__(self, count: int, make: Callable[[int], np.ndarray]) -> None:
+        self.count, self.make = count, make
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, part: slice) -> list[np.ndarray]:
+        return [self.make(i) for i in range(*part.indices(self.count))]
+
+
+def _replaced(begin: np.ndarray, source: np.ndarray, chosen: np.ndarray,
+              shape: tuple[int, ...]) -> np.ndarray:
+    step = begin.copy()
+    step[chosen] = source[chosen]
+    return step.reshape(shape)
 
 
 def _substrate(image: np.ndarray, baseline: str, blur_sigma: float) -> np.ndarray:
@@ -273,13 +295,9 @@ def deletion_insertion(
         image = resized[b].reshape(-1, 3)
         deleted = _substrate(resized[b], baseline or "black", blur_sigma).reshape(-1, 3)
         start = _substrate(resized[b], baseline or "blur", blur_sigma).reshape(-1, 3)
-        variants = []
-        for begin, source in ((image, deleted), (start, image)):  # deletion, then insertion
-            for count in counts:
-                step = begin.copy()
-                chosen = order[b, :count]
-                step[chosen] = source[chosen]
-                variants.append(step.reshape(height, width, 3))
+        plans = [(begin, source, order[b, :count]) for begin, source in
+                 ((image, deleted), (start, image)) for count in counts]  # deletion, insertion
+        variants = LazyImages(len(plans), lambda i, plans=plans: _replaced(*plans[i], (height, width, 3)))
         tracked, _ = class_probabilities(classifier, variants, int(class_ids[b]))
         curves["deletion"][b], curves["insertion"][b] = tracked[: steps + 1], tracked[steps + 1:]
     return FaithfulnessCurves(
