@@ -1,4 +1,5 @@
-"""The one checker of plain arguments (counts, sizes, seeds, fractions, switches, named choices).
+"""The one checker of plain arguments (counts, sizes, seeds, fractions, switches, named choices,
+lists of names, the kind of object a function takes).
 
 Every public function checks its integer, number, True/False and named-choice arguments here,
 so a bad value gets the same kind of message everywhere: the argument's name, what is accepted,
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArgumentError", "choice", "flag", "integer", "number"]
+__all__ = ["ArgumentError", "choice", "flag", "instance", "integer", "names", "number", "size"]
 
 
 class ArgumentError(TypeError, ValueError):
@@ -81,3 +82,34 @@ def choice(name: str, value: Any, options: Any) -> str:
         return value
     accepted = ", ".join(map(repr, options))
     raise ArgumentError(f"{name} must be one of {accepted}, got {_given(value)}")
+
+
+def size(name: str, value: Any, high: int | None = None) -> tuple[int, int]:
+    """``value`` as ``(int, int)`` if it is two positive integers (each at most ``high``),
+    e.g. ``(H, W)``, else :class:`ArgumentError`."""
+    try:
+        pair = tuple(value) if not isinstance(value, (str, bytes)) else None
+    except TypeError:
+        pair = None
+    if pair is None or len(pair) != 2:
+        raise ArgumentError(f"{name} must be two positive integers (height, width), got {_given(value)}")
+    return integer(f"{name}[0]", pair[0], 1, high), integer(f"{name}[1]", pair[1], 1, high)
+
+
+def names(name: str, value: Any, count: int | None = None) -> list[str]:
+    """``value`` as a list of ``count`` strings (any sequence of str; not one str, which would be
+    read letter by letter), else :class:`ArgumentError`."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(item, str) for item in value):
+        raise ArgumentError(f"{name} must be a list of strings, one per image, got {_given(value)}")
+    if count is not None and len(value) != count:
+        raise ArgumentError(f"{name} must name each of the {count} images, got {len(value)} names")
+    return list(value)
+
+
+def instance(name: str, value: Any, types: type | tuple[type, ...], expected: str) -> Any:
+    """``value`` if it is one of ``types``, else :class:`ArgumentError` saying ``expected``
+    (what to pass, e.g. "a CAMResult from helpers.class_activation_maps")."""
+    if isinstance(value, types):
+        return value
+    raise ArgumentError(f"{name} must be {expected}, got {type(value).__name__}")

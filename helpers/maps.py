@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from helpers.checks import integer
+from helpers.checks import size as size_check
 
 __all__ = ["UPSAMPLE_LIMIT", "CAMResult", "check_upsample_size", "normalize_cam", "resize_maps", "softmax",
            "upsample_maps", "upsample_operator"]
@@ -68,9 +69,9 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     low_res = np.asarray(low_res, dtype=np.float32)
     if low_res.ndim < 2:
         raise ValueError(f"maps must have at least 2 dimensions (h, w), got shape {low_res.shape}")
-    height, width = (int(s) for s in size)
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be positive (H, W), got {size}")
+    if not np.all(np.isfinite(low_res)):
+        raise ValueError("maps contain NaN or infinite values")
+    height, width = size_check("size", size)
     check_upsample_size(low_res.shape, (height, width), "upsample_maps")
     lead, (h, w) = low_res.shape[:-2], low_res.shape[-2:]
     flat = low_res.reshape(-1, h, w)
@@ -170,8 +171,14 @@ class CAMResult:
             self._maps = upsample_maps(self.low_res, self.input_size)
         return self._maps
 
+    def _indices(self, image_index: Any, k: Any) -> tuple[int, int]:
+        batch, classes = self.class_ids.shape
+        return (integer("image_index", image_index, 0, batch - 1),
+                integer(f"k (the result has {classes} classes per image)", k, 0, classes - 1))
+
     def map(self, image_index: int = 0, k: int = 0) -> np.ndarray:
         """One upsampled map ``(H, W)``: image ``image_index``, its ``k``-th requested class."""
+        image_index, k = self._indices(image_index, k)
         if self._maps is not None:
             return self._maps[image_index, k]
         return upsample_maps(self.low_res[image_index, k], self.input_size)
@@ -200,7 +207,12 @@ class CAMResult:
     def probabilities(self) -> np.ndarray:
         """``(B, num_classes)`` probabilities: the sigmoid of each logit when the model ends in
         a sigmoid or has a single logit (a softmax over one logit would always be 1), else the
-        softmax of :attr:`logits`."""
+        softmax of :attr:`logits`. A head whose output is neither (e.g. ``Dense(activation="relu")``)
+        has no probabilities: a ValueError says to read :attr:`logits`."""
+        if self.output_activation not in _PROBABILITY_OUTPUTS:
+            raise ValueError(
+                f"the model outputs {self.output_activation}(Dense scores), not class "
+                "probabilities or logits; read result.logits (the Dense scores) instead")
         if self._probabilities is None:
             if self.output_activation == "sigmoid" or self.logits.shape[-1] == 1:
                 self._probabilities = _sigmoid(self.logits)
@@ -229,9 +241,17 @@ class CAMResult:
     def label(self, image_index: int = 0, k: int = 0) -> str:
         """``"Egyptian cat (285), p = 0.79"`` for image ``image_index``'s ``k``-th class
         (probability to two significant digits, so that small ones stay visible: 0.0041)."""
+        image_index, k = self._indices(image_index, k)
         class_id = int(self.class_ids[image_index, k])
+        if self.output_activation not in _PROBABILITY_OUTPUTS:
+            return (f"{self.class_names[class_id]} ({class_id}), score = "
+                    f"{float(self.logits[image_index, class_id]):.3g}")
         probability = float(self.probabilities[image_index, class_id])
         return f"{self.class_names[class_id]} ({class_id}), p = {probability:.2g}"
+
+
+#: Model outputs whose scores give class probabilities: logits (softmax), softmax, sigmoid.
+_PROBABILITY_OUTPUTS = ("linear", "softmax", "sigmoid")
 
 
 def normalize_cam(maps: Any) -> np.ndarray:

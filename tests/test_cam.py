@@ -621,3 +621,43 @@ def test_a_1d_pooling_head_is_told_that_no_method_applies():
         with pytest.raises(ValueError, match=r"model 'sequence' has no 2-D feature map .*none "
                                              r"applies to this model"):
             cam.activation_maps(model, np.zeros((1, 20, 3), np.float32), method=method)
+
+
+@pytest.mark.parametrize("head, name", [
+    (lambda x: keras.layers.Dense(3, activation="relu")(x), "relu"),
+    (lambda x: keras.layers.Activation("tanh")(keras.layers.Dense(3)(x)), "tanh"),
+    (lambda x: keras.layers.Softmax()(keras.layers.Dense(3, activation="sigmoid")(x)),
+     "sigmoid→softmax"),
+])
+def test_a_head_whose_output_is_not_a_probability_gives_scores_not_p(head, name):
+    """Before: a softmax of the Dense scores was shown as "p = ..." though the model outputs
+    relu(scores) or tanh(scores)."""
+    image = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(4, 3, name="conv")(image)
+    model = keras.Model(image, head(keras.layers.GlobalAveragePooling2D()(features)))
+    result = cam.class_activation_maps(model, np.random.default_rng(0).uniform(0, 1, (1, 8, 8, 3)))
+    assert result.output_activation == name
+    with pytest.raises(ValueError, match=rf"outputs {name}\(Dense scores\).*result\.logits"):
+        _ = result.probabilities
+    assert ", score = " in result.label(0, 0)
+
+
+def test_result_indices_are_checked():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)])
+    result = cam.class_activation_maps(model, np.zeros((2, 8, 8, 3)), top_k=3)
+    for bad, message in (((True, True), "image_index must be an integer"),
+                         ((0, 3), r"k \(the result has 3 classes per image\) must be an integer in 0\.\.2"),
+                         ((2, 0), r"image_index must be an integer in 0\.\.1"), ((1.0, 0), "image_index"),
+                         ((0, -1), "k ")):
+        with pytest.raises(ValueError, match=message):
+            result.map(*bad)
+        with pytest.raises(ValueError, match=message):
+            result.label(*bad)
+    assert result.map(1, 2).shape == (8, 8)
+    for size, message in (((10.7, 10.2), r"size\[0\] must be an integer"), (10, "two positive"),
+                          ((10, 10, 3), "two positive"), ("10", "two positive"), ((0, 4), r"size\[0\]")):
+        with pytest.raises(ValueError, match=message):
+            cam.upsample_maps(result.low_res, size)
+    with pytest.raises(ValueError, match="NaN"):
+        cam.upsample_maps(np.full((2, 2), np.nan), (4, 4))

@@ -76,7 +76,8 @@ def test_degenerate_maps_draw_without_nan(result, photos):
         plotting.show_cam(photos[0], np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match=r"one map \(H, W\)"):
         plotting.show_cam(photos[0], np.zeros((2, 4, 4)))
-    with pytest.raises(IndexError, match="k must be in 0..1"):
+    with pytest.raises(ValueError, match=r"k \(the result has 2 classes per image\) must be an "
+                                         r"integer in 0\.\.1, got int 2"):
         plotting.plot_cam(result, photos, 0, 2)
 
 
@@ -87,7 +88,7 @@ def test_grids(result, photos):
     figure = plotting.plot_cam_images(result, photos, k=1, names=["first", "second"])
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
     assert titles == ["first\n" + result.label(0, 1), "second\n" + result.label(1, 1)]
-    with pytest.raises(ValueError, match="1 names for 2 images"):
+    with pytest.raises(ValueError, match="names must name each of the 2 images, got 1 names"):
         plotting.plot_cam_images(result, photos, names=["one"])
 
 
@@ -117,3 +118,32 @@ def test_signed_maps_mark_zero_on_the_colour_bar():
     positive = plotting.show_cam(photo, signed + 3.0)  # all positive: nothing to mark
     assert not positive.figure.axes[-1].lines
     plt.close("all")
+
+
+def test_plot_arguments_of_the_wrong_kind_are_named(result, photos):
+    """Index types, a result given other photos, names given as one string, sizes, boxes:
+    before, bare numpy/matplotlib errors, or a result of 2 drawn over the first 2 of 3 photos."""
+    import matplotlib.pyplot as plt
+
+    for bad, message in ((1.5, "image_index must be an integer"), (True, "image_index"),
+                         ("1", "image_index")):
+        with pytest.raises(ValueError, match=message):
+            plotting.plot_cam(result, photos, bad)
+    with pytest.raises(ValueError, match=r"images hold 3 photos, the result maps 2"):
+        plotting.plot_cam_images(result, [*photos, photos[0]])
+    with pytest.raises(TypeError, match="result must be a CAMResult"):
+        plotting.plot_cam(photos, result)
+    with pytest.raises(TypeError, match="names must be a list of strings"):
+        plotting.plot_cam_images(result, photos, names="ab")
+    for size in (-1, 0, 1e4):
+        with pytest.raises(ValueError, match=r"size \(inches per panel\) must be a finite number"):
+            plotting.plot_cam_images(result, photos, size=size)
+    fig, ax = plt.subplots()
+    for box, message in (((1, 2, 3), "one"), ((np.nan, 2, 3, 4), "NaN"), (np.zeros((2, 4)), "one"),
+                         ("0,0,5,5", "one"), ((10, 10, 2, 2), "x1 < x0")):
+        with pytest.raises(ValueError, match=message):
+            plotting.draw_box(ax, box)
+    with pytest.raises(TypeError, match="ax must be a matplotlib Axes"):
+        plotting.draw_box((0, 0, 5, 5), ax)
+    assert plotting.draw_box(ax, (0, 0, 5, 5)) is not None
+    plt.close(fig)

@@ -152,8 +152,18 @@ _LOCK = threading.RLock()
 
 
 def _activation_name(activation: Any) -> str:
+    """``"softmax"``, ``"sigmoid"``, ``"linear"`` (logits), or the name of another activation
+    (``"relu"``, ``"tanh"``: the output is then not a probability of any kind)."""
     name = getattr(activation, "__name__", None) or str(activation)
-    return name if name in ("softmax", "sigmoid") else "linear"
+    return "linear" if name in ("linear", "None") else name
+
+
+def _composed(first: str, then: str) -> str:
+    """The name of ``then`` applied after ``first`` (e.g. ``"sigmoid→softmax"``: no longer a
+    probability the engine knows how to give)."""
+    if first == "linear" or then == "linear":
+        return then if first == "linear" else first
+    return f"{first}→{then}"
 
 
 def _find_dense(output: Any, model_name: str) -> tuple[Any, Any, str]:
@@ -171,15 +181,12 @@ def _find_dense(output: Any, model_name: str) -> tuple[Any, Any, str]:
                     f"model {model_name!r}: the final {describe(operation)} receives a tensor of "
                     f"shape {dense_input.shape}; expected (batch, features)"
                 )
-            if activation == "linear":
-                activation = _activation_name(operation.activation)
-            return operation, dense_input, activation
+            return operation, dense_input, _composed(_activation_name(operation.activation),
+                                                      activation)
         if isinstance(operation, OUTPUT_ACTIVATIONS):
-            if activation == "linear":  # the last one applied is the one that counts
-                activation = (
-                    "softmax" if isinstance(operation, keras.layers.Softmax)
-                    else _activation_name(operation.activation)
-                )
+            applied = ("softmax" if isinstance(operation, keras.layers.Softmax)
+                       else _activation_name(operation.activation))
+            activation = _composed(applied, activation)  # walking back: ``applied`` comes first
             tensor = single_input(operation, node)
             continue
         raise ValueError(

@@ -15,8 +15,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from helpers.checks import integer, number
-from helpers.evaluate.boxes import NO_BOX, cam_to_box, scale_box
+from helpers.checks import instance, integer, number
+from helpers.checks import names as checked_names
+from helpers.evaluate.boxes import NO_BOX, as_boxes, cam_to_box, scale_box
 from helpers.images import as_images
 from helpers.maps import CAMResult
 
@@ -109,7 +110,15 @@ def draw_box(ax: Axes, box: Any, *, color: str = "white", linewidth: float = 1.5
     Introduced in notebook 04. ``None`` or :data:`helpers.evaluate.boxes.NO_BOX` draws nothing and
     returns None.
     """
-    if box is None or tuple(int(v) for v in box) == NO_BOX:
+    if not hasattr(ax, "add_patch"):
+        raise TypeError(f"ax must be a matplotlib Axes (the arguments are ax, box), got "
+                        f"{type(ax).__name__}")
+    if box is None:
+        return None
+    if isinstance(box, str) or np.shape(box) != (4,):
+        raise ValueError(f"box must be one (x0, y0, x1, y1), got {box!r:.80}")
+    box = as_boxes(box, "box")  # finite, x0 <= x1 and y0 <= y1 (or NO_BOX)
+    if tuple(box) == NO_BOX:
         return None
     x, y, width, height = box_bounds(box, offset)
     patch = Rectangle((x, y), width, height, fill=False, edgecolor=color, linewidth=linewidth,
@@ -248,7 +257,7 @@ def plot_cam(
     -------
     matplotlib.axes.Axes
     """
-    _check_indices(result, image_index, k)
+    _check_indices(result, image_index, k, images)
     return show_cam(
         image_at(images, image_index),
         result.map(image_index, k),
@@ -262,19 +271,24 @@ def plot_cam(
     )
 
 
-def _check_indices(result: CAMResult, image_index: int, k: int) -> None:
+def _check_indices(result: Any, image_index: Any, k: Any, images: Any = None) -> None:
+    """The result is a CAMResult, the indices are in range, and ``images`` (when given) are as
+    many as the result's: maps drawn over other photos would look right and be wrong."""
+    instance("result", result, CAMResult, "a CAMResult from helpers.class_activation_maps or "
+             "helpers.grad_cam (the arguments are result, images, ...)")
     batch, classes = result.class_ids.shape
-    if not 0 <= int(image_index) < batch:
-        raise IndexError(f"image_index must be in 0..{batch - 1}, got {image_index}")
-    if not 0 <= int(k) < classes:
-        raise IndexError(f"k must be in 0..{classes - 1} (the result has {classes} classes per "
-                         f"image), got {k}")
+    integer("image_index", image_index, 0, batch - 1)
+    integer(f"k (the result has {classes} classes per image)", k, 0, classes - 1)
+    if images is not None and len(as_images(images)) != batch:
+        raise ValueError(f"images hold {len(as_images(images))} photos, the result maps {batch}: "
+                         "pass the photos the result was computed from")
 
 
 def _grid(count: int, ncols: int, size: float) -> tuple[Figure, np.ndarray]:
     if count < 1:
         raise ValueError("nothing to draw")
     ncols = integer("ncols", ncols, 1)
+    size = number("size (inches per panel)", size, 0, 20, low_open=True)
     import matplotlib.pyplot as plt
 
     ncols = min(ncols, count)
@@ -320,7 +334,7 @@ def plot_cam_classes(
     -------
     matplotlib.figure.Figure
     """
-    _check_indices(result, image_index, 0)
+    _check_indices(result, image_index, 0, images)
     classes = result.class_ids.shape[1]
     figure, axes = _grid(classes + int(show_photo), ncols, size)
     panels = iter(axes)
@@ -363,9 +377,10 @@ def plot_cam_images(
     -------
     matplotlib.figure.Figure
     """
+    _check_indices(result, 0, k, images)
     batch = result.num_images
-    if names is not None and len(names) != batch:
-        raise ValueError(f"got {len(names)} names for {batch} images")
+    if names is not None:
+        names = checked_names("names", names, batch)
     figure, axes = _grid(batch, ncols, size)
     for index in range(batch):
         ax = plot_cam(result, images, index, k, ax=axes[index], alpha=alpha,
