@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -48,7 +47,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings, however it is run
-from machine import ROOT, load_average, machine_info, matmul_rates, python_path, wait_for_quiet  # noqa: E402
+from machine import (  # noqa: E402
+    load_average, machine_info, matmul_rates, python_path, wait_for_quiet, write_report,
+)
 from peers import correlation, make_gradcam_heatmap, seed_post_cam, tf_keras_vis_gradcam  # noqa: E402
 from report import GPU_GOAL_IMAGES_PER_S, goals_for, markdown_tables  # noqa: E402
 from timing import measure_interleaved, measure_per_call  # noqa: E402
@@ -324,11 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(table)
     print(f"\nload average (1, 5, 15 min): start {load_start}, end {report['load_average']['end']}"
           f"; {machine['device']['platform']} {machine['device']['kind']}, backend {backend}")
-    suffix = "_smoke" if args.smoke else ""
-    output = args.output or ROOT / f"benchmarks/results/bench_cam_{backend}{suffix}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2, default=float))
-    print(f"written: {output}")
+    write_report(report, args.output, f"bench_cam_{backend}", args.smoke)
     return report
 
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
 import os
-import re
 import statistics
 import struct
 import sys
@@ -34,17 +32,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings, however it is run
-from machine import ROOT, load_average, machine_basics, python_path  # noqa: E402
+from machine import load_average, machine_basics, process_memory, python_path, write_report  # noqa: E402
 
 
 def resident_mib() -> float | None:
-    """This process's resident set in MiB (Linux ``/proc``; None elsewhere)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.M)
-    return int(found.group(1)) / 1024 if found else None
+    """This process's resident set in MiB (None where /proc cannot be read)."""
+    memory = process_memory()
+    return None if memory is None else memory["rss_mib"]
 
 
 def repeated_loads(rounds: int) -> dict[str, Any]:
@@ -156,11 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     huge = report["declared_huge_image"]
     print(f"a {huge['file_bytes']}-byte PNG declaring 8000 × 8000: {huge['outcome'][:60]}... in "
           f"{1000 * huge['seconds']:.1f} ms, {huge['resident_added_mib']} MiB added")
-    suffix = "_smoke" if args.smoke else ""
-    output = args.output or ROOT / f"benchmarks/results/bench_resources{suffix}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2, default=float))
-    print(f"written: {output}")
+    write_report(report, args.output, "bench_resources", args.smoke)
     return report
 
 

@@ -5,8 +5,10 @@ Imports Keras only where it has to (time_notebooks.py uses the rest without it).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
 import sys
 import time
 from importlib import metadata
@@ -147,3 +149,29 @@ def matmul_rates(sizes: list[int], repeats: int) -> dict[str, float]:
         rates[str(n)] = 2 * n**3 / best / 1e9
     return rates
 
+
+
+def process_memory(pid: int | str | None = "self") -> dict[str, float] | None:
+    """A process's peak resident set (``VmHWM``) and current one (``VmRSS``) in MiB, from
+    ``/proc/<pid>/status`` (``"self"``: this process); None where that cannot be read (not
+    Linux, process gone)."""
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    values = dict(re.findall(r"^(VmHWM|VmRSS):\s+(\d+)\s+kB", status, re.M))
+    if len(values) < 2:
+        return None
+    return {"peak_mib": int(values["VmHWM"]) / 1024, "rss_mib": int(values["VmRSS"]) / 1024}
+
+
+def write_report(report: dict[str, Any], output: Path | None, name: str, smoke: bool) -> Path:
+    """Write ``report`` as JSON to ``output``, by default ``benchmarks/results/<name>.json``
+    (``<name>_smoke.json`` for a smoke run), and say where."""
+    output = output or ROOT / f"benchmarks/results/{name}{'_smoke' if smoke else ''}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, default=float))
+    print(f"written: {output}")
+    return output

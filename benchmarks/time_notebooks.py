@@ -39,7 +39,9 @@ import nbformat
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import load_average, machine_basics, python_path, wait_for_quiet  # noqa: E402
+from machine import (  # noqa: E402
+    load_average, machine_basics, process_memory, python_path, wait_for_quiet,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL_BUDGET_S = 300.0
@@ -67,21 +69,6 @@ def section_of_cells(notebook: Any) -> list[str]:
                 current = headings[-1]
         sections.append(current)
     return sections
-
-
-def process_memory(pid: int | None) -> dict[str, float] | None:
-    """A process's peak resident set (``VmHWM``) and current one (``VmRSS``) in MiB, from
-    ``/proc/<pid>/status``; None where that cannot be read (not Linux, process gone)."""
-    if pid is None:
-        return None
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    values = dict(re.findall(r"^(VmHWM|VmRSS):\s+(\d+)\s+kB", status, re.M))
-    if len(values) < 2:
-        return None
-    return {"peak_mib": int(values["VmHWM"]) / 1024, "rss_mib": int(values["VmRSS"]) / 1024}
 
 
 def kernel_pid(client: NotebookClient) -> int | None:

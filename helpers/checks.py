@@ -91,9 +91,14 @@ def size(name: str, value: Any, high: int | None = None) -> tuple[int, int]:
         pair = tuple(value) if not isinstance(value, (str, bytes)) else None
     except TypeError:
         pair = None
+    bound = "" if high is None else f" of at most {high}"
+    message = f"{name} must be two positive integers{bound} (height, width), got {_given(value)}"
     if pair is None or len(pair) != 2:
-        raise ArgumentError(f"{name} must be two positive integers (height, width), got {_given(value)}")
-    return integer(f"{name}[0]", pair[0], 1, high), integer(f"{name}[1]", pair[1], 1, high)
+        raise ArgumentError(message)
+    try:
+        return integer(f"{name}[0]", pair[0], 1, high), integer(f"{name}[1]", pair[1], 1, high)
+    except ArgumentError:
+        raise ArgumentError(message) from None
 
 
 def names(name: str, value: Any, count: int | None = None) -> list[str]:

@@ -655,8 +655,8 @@ def test_result_indices_are_checked():
         with pytest.raises(ValueError, match=message):
             result.label(*bad)
     assert result.map(1, 2).shape == (8, 8)
-    for size, message in (((10.7, 10.2), r"size\[0\] must be an integer"), (10, "two positive"),
-                          ((10, 10, 3), "two positive"), ("10", "two positive"), ((0, 4), r"size\[0\]")):
+    for size, message in (((10.7, 10.2), "two positive"), (10, "two positive"),
+                          ((10, 10, 3), "two positive"), ("10", "two positive"), ((0, 4), "two positive")):
         with pytest.raises(ValueError, match=message):
             cam.upsample_maps(result.low_res, size)
     with pytest.raises(ValueError, match="NaN"):

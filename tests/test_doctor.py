@@ -183,16 +183,22 @@ def test_a_failing_cam_is_red_and_a_crashing_check_does_not_stop_the_others(monk
         "[ FAIL ] crash: the check itself failed: ValueError('boom')", "[  ok  ] fine"]
 
 
+def _doctor_file_with_broken(tmp_path: Path, package: str, body: str) -> subprocess.CompletedProcess:
+    """``python helpers/doctor.py`` with a stand-in ``package`` (its ``__init__`` is ``body``)
+    ahead of the real one on the path."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text(body)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+                   "GAPCAM_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, str(root / "helpers" / "doctor.py")], cwd=tmp_path,
+                          env=environment, capture_output=True, text=True, timeout=300)
+
+
 def test_run_as_a_file_it_prints_every_line_when_keras_itself_is_broken(tmp_path):
     """`python helpers/doctor.py` (make doctor) with a Keras that fails to import: the package
     lines still print, the Keras-dependent ones are red, the exit status is 1."""
-    root = Path(__file__).resolve().parents[1]
-    (tmp_path / "keras").mkdir()
-    (tmp_path / "keras" / "__init__.py").write_text("raise ImportError('simulated broken keras')")
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
-                   "GAPCAM_CACHE_DIR": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, str(root / "helpers" / "doctor.py")], cwd=tmp_path,
-                         env=environment, capture_output=True, text=True, timeout=300)
+    run = _doctor_file_with_broken(tmp_path, "keras", "raise ImportError('simulated broken keras')")
     lines = _lines(run.stdout)
     assert run.returncode == 1, run.stdout + run.stderr
     assert any(line.startswith("[  ok  ] numpy ") for line in lines), run.stdout
@@ -205,13 +211,7 @@ def test_run_as_a_file_it_prints_every_line_when_keras_itself_is_broken(tmp_path
 def test_a_broken_pillow_is_named_not_blamed_on_keras(tmp_path):
     """Before: with Pillow broken (Keras imports it), "Keras does not import" and a reinstall
     of keras. Now the line names Pillow, and the fix reinstalls Pillow."""
-    root = Path(__file__).resolve().parents[1]
-    (tmp_path / "PIL").mkdir()
-    (tmp_path / "PIL" / "__init__.py").write_text("raise AttributeError('simulated broken Pillow')")
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
-                   "GAPCAM_CACHE_DIR": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, str(root / "helpers" / "doctor.py")], cwd=tmp_path,
-                         env=environment, capture_output=True, text=True, timeout=300)
+    run = _doctor_file_with_broken(tmp_path, "PIL", "raise AttributeError('simulated broken Pillow')")
     assert run.returncode == 1, run.stdout + run.stderr
     lines = _lines(run.stdout)
     index = next(i for i, line in enumerate(lines) if "does not import" in line)

@@ -18,6 +18,22 @@ needs_tensorflow = pytest.mark.skipif(
 )
 
 
+def _tape_gradients(model, layer, images, targets):
+    """``(gradients, activations)`` ``(B, k, h, w)`` of each target's logit at ``layer``, by hand
+    with ``tf.GradientTape`` (the reference the engine's gradients are checked against)."""
+    import tensorflow as tf
+
+    cut = model.get_layer(layer).output
+    activations = tf.convert_to_tensor(keras.Model(model.inputs, cut)(images))
+    rest = keras.Model(cut, model.outputs[0])
+    for target in targets:
+        with tf.GradientTape() as tape:
+            tape.watch(activations)
+            score = tf.reduce_sum(rest(activations)[:, target])
+        yield (np.moveaxis(tape.gradient(score, activations).numpy(), -1, 1),
+               np.moveaxis(activations.numpy(), -1, 1))
+
+
 def _gap_model(channels: int = 6, seed: int = 0) -> keras.Model:
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
@@ -170,7 +186,6 @@ def test_score_cam_runs_one_forward_pass_per_channel_in_bounded_batches(monkeypa
 def test_grad_cam_plus_plus_equals_the_hand_computation_with_gradient_tape():
     """pytorch-grad-cam's GradCAMPlusPlus.get_cam_weights on tf.GradientTape gradients, at an
     intermediate layer of a network without GAP (ReLU, max pooling and Dense after the cut)."""
-    import tensorflow as tf
 
     keras.utils.set_random_seed(6)
     inputs = keras.Input((16, 16, 3))
@@ -183,17 +198,8 @@ def test_grad_cam_plus_plus_equals_the_hand_computation_with_gradient_tape():
     images = np.random.default_rng(7).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
     result = cam.grad_cam_plus_plus(model, images, classes=[2, 0], layer="conv_b")
 
-    cut = model.get_layer("conv_b").output
-    to_features = keras.Model(model.inputs, cut)
-    activations = tf.convert_to_tensor(to_features(images))
-    rest = keras.Model(cut, model.outputs[0])
     expected = []
-    for target in (2, 0):
-        with tf.GradientTape() as tape:
-            tape.watch(activations)
-            score = tf.reduce_sum(rest(activations)[:, target])
-        grads = np.moveaxis(tape.gradient(score, activations).numpy(), -1, 1)  # (B, k, h, w)
-        acts = np.moveaxis(activations.numpy(), -1, 1)
+    for grads, acts in _tape_gradients(model, "conv_b", images, (2, 0)):
         grads_power_2 = grads**2
         grads_power_3 = grads_power_2 * grads
         sum_activations = np.sum(acts, axis=(2, 3))
@@ -257,7 +263,6 @@ def test_hires_and_layer_cam_equal_the_hand_computation_with_gradient_tape(name)
     """pytorch-grad-cam's get_cam_image of HiResCAM ((grads * activations).sum(1)) and LayerCAM
     ((np.maximum(grads, 0) * activations).sum(1)), before BaseCAM's final ReLU, on
     tf.GradientTape gradients at a layer without ReLU, in a network without GAP."""
-    import tensorflow as tf
 
     keras.utils.set_random_seed(10)
     inputs = keras.Input((14, 14, 3))
@@ -270,16 +275,8 @@ def test_hires_and_layer_cam_equal_the_hand_computation_with_gradient_tape(name)
     images = np.random.default_rng(11).uniform(-1, 1, (2, 14, 14, 3)).astype(np.float32)
     result = cam.activation_maps(model, images, classes=[1, 2], layer="conv_b", method=name)
 
-    cut = model.get_layer("conv_b").output
-    activations = tf.convert_to_tensor(keras.Model(model.inputs, cut)(images))
-    rest = keras.Model(cut, model.outputs[0])
     expected = []
-    for target in (1, 2):
-        with tf.GradientTape() as tape:
-            tape.watch(activations)
-            score = tf.reduce_sum(rest(activations)[:, target])
-        grads = np.moveaxis(tape.gradient(score, activations).numpy(), -1, 1)  # (B, k, h, w)
-        acts = np.moveaxis(activations.numpy(), -1, 1)
+    for grads, acts in _tape_gradients(model, "conv_b", images, (1, 2)):
         weights = grads if name == "hires_cam" else np.maximum(grads, 0)
         expected.append((weights * acts).sum(axis=1))
     want = np.stack(expected, axis=1)

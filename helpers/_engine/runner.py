@@ -18,6 +18,7 @@ programs compiled once per model and kind of request:
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +70,6 @@ class Plan:
 def method_inputs(name: str, weights: Any, masks: Any) -> tuple[str, ...]:
     """The engine inputs a weights function reads: its parameter names, each one of
     :data:`INPUTS` (a ValueError lists them otherwise); ``masked_logits`` needs ``masks``."""
-    import inspect
-
     parameters = tuple(inspect.signature(weights).parameters)
     unknown = [parameter for parameter in parameters if parameter not in INPUTS]
     if unknown:
