@@ -1,18 +1,10 @@
 """``python -m helpers doctor``: is this machine ready for the series (or for a workshop)?
 
-One line per check, green when it passes and red with the command that fixes it when it does not;
-the exit status is non-zero when any check is red, so a room of laptops can run it at once.
-
-Checks, in order: the Python version and every declared package against the ranges in the
-installed ``gap-cam-helpers`` metadata (its dependencies and its ``notebooks`` extra, which mirrors
-requirements.txt), the Keras backend, the offline EfficientNet-Lite0 weights (converted and
-verified by SHA-256), available memory, free disk, the widgets' JupyterLab extension against the
-kernel-side ``ipywidgets``, and one class activation map on a sample photo.
-
-Each check is a small function returning a :class:`CheckResult` ``(ok, message, fix)``; heavy
-imports (Keras, TensorFlow, ``helpers`` itself) happen inside the checks, so a broken install
-still prints every other line: run this file directly (``python helpers/doctor.py``, what ``make
-doctor`` does) when ``import helpers`` itself fails.
+One line per check, green when it passes and red with the command that fixes it; the exit status
+is non-zero when any check is red. Checks: Python and every declared package (against the installed
+``gap-cam-helpers`` metadata), the Keras backend, the offline Lite0 weights (SHA-256), memory, disk,
+the widgets' JupyterLab extension against ``ipywidgets``, and one CAM on a sample photo. Heavy imports
+happen inside the checks, so run this file directly (``make doctor``) when ``import helpers`` fails.
 """
 
 from __future__ import annotations
@@ -361,14 +353,8 @@ def default_checks(prepare: bool = False) -> list[tuple[str, Callable[[], CheckR
 
 def run_doctor(checks: Sequence[tuple[str, Callable[[], CheckResult]]] | None = None,
                stream: TextIO | None = None, color: bool | None = None) -> int:
-    """Run the checks, print one green/red line each (and the fix under each red one), then the
-    count and the time taken.
-
-    Returns
-    -------
-    int
-        The number of red checks (0 when the machine is ready).
-    """
+    """Run the checks, print one green/red line each (with the fix under a red one), then the
+    count and the time taken; return the number of red checks."""
     stream = sys.stdout if stream is None else stream
     if color is None:
         color = stream.isatty() and "NO_COLOR" not in os.environ
@@ -398,8 +384,7 @@ def run_doctor(checks: Sequence[tuple[str, Callable[[], CheckResult]]] | None = 
 
 
 def _process_age_seconds() -> float | None:
-    """Seconds since this process started (Linux only; None elsewhere): the doctor's time
-    including Python's start and the imports before the checks."""
+    """Seconds since this process started (Linux only; None elsewhere)."""
     try:
         with open("/proc/self/stat") as handle:
             started_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
