@@ -223,3 +223,48 @@ def test_deletion_insertion_makes_its_steps_a_batch_at_a_time(monkeypatch):
         eager.append(step.reshape(16, 16, 3))
     expected, _ = trust.class_probabilities(classifier, np.stack(eager), 0)
     np.testing.assert_allclose(curves.deletion[0], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_permute_shuffles_each_variable_keeps_its_values_and_restores_them():
+    model = _small_cnn()
+    model.get_layer("bn").moving_mean.assign(np.arange(4, dtype=np.float32))
+    before = [w.copy() for w in model.get_weights()]
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 12, 12, 3)).astype(np.float32)
+    trained = cam.class_activation_maps(model, images, classes="all")
+    with randomize_layers(model, ["logits", "bn", "conv"], seed=3, mode="permute") as changed:
+        assert changed == ["logits", "bn", "conv"]
+        inside = [w.copy() for w in model.get_weights()]
+        shuffled = cam.class_activation_maps(model, images, classes="all")
+    for permuted, original in zip(inside, before):  # the same values, in another order
+        np.testing.assert_array_equal(np.sort(permuted, axis=None), np.sort(original, axis=None))
+    kernel = model.get_layer("conv").get_weights()[0]
+    assert not np.array_equal(inside[0], kernel)
+    assert not np.allclose(shuffled.low_res, trained.low_res)
+    for restored, original in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(restored, original)
+    with randomize_layers(model, ["conv"], seed=3, mode="permute"):
+        first = model.get_layer("conv").get_weights()[0]
+    with randomize_layers(model, ["conv"], seed=3, mode="permute"):
+        np.testing.assert_array_equal(model.get_layer("conv").get_weights()[0], first)
+    with randomize_layers(model, ["conv"], seed=4, mode="permute"):
+        assert not np.array_equal(model.get_layer("conv").get_weights()[0], first)
+
+
+def test_permute_needs_no_initializer_and_an_unknown_mode_is_refused():
+    class Scaled(keras.layers.Layer):  # no initializer attribute: reinit refuses it, permute not
+        def build(self, shape):
+            self.w = self.add_weight(shape=(2,), initializer="ones", name="w")
+
+        def call(self, x):
+            return x * self.w[0]
+
+    custom = keras.Sequential([keras.Input((8, 8, 3)), Scaled(name="scaled"),
+                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    custom.get_layer("scaled").w.assign(np.array([1.0, 2.0], np.float32))
+    with randomize_layers(custom, ["scaled"], seed=0, mode="permute"):
+        values = keras.ops.convert_to_numpy(custom.get_layer("scaled").w)
+        assert sorted(values.tolist()) == [1.0, 2.0]
+    with pytest.raises(ValueError, match="mode"):
+        with randomize_layers(custom, ["scaled"], mode="shuffle"):
+            pass
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(custom.get_layer("scaled").w), [1, 2])

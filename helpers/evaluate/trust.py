@@ -34,14 +34,16 @@ from helpers.images import resize_images, to_rgb_batch
 from helpers.maps import softmax, upsample_maps
 from helpers.models import Classifier
 
-__all__ = ["BASELINES", "FaithfulnessCurves", "class_probabilities", "deletion_insertion", "prepare_faithfulness",
-           "randomize_layers"]
+__all__ = ["BASELINES", "RANDOMIZATIONS", "FaithfulnessCurves", "class_probabilities",
+           "deletion_insertion", "prepare_faithfulness", "randomize_layers"]
 
 #: Images per forward pass of the curves (a batch's activations, not its images, fill memory).
 FORWARD_BATCH = 16
 #: The ImageNet mean colour on 0..255 (torchvision's 0.485, 0.456, 0.406): what RISE's deletion
 #: substrate, zeros of the ImageNet-normalised tensor, is in pixels.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
+#: How :func:`randomize_layers` destroys the weights.
+RANDOMIZATIONS = ("reinit", "permute")
 #: Deletion / insertion baselines: what a deleted pixel becomes and where insertion starts.
 BASELINES = ("black", "grey", "blur")
 
@@ -69,13 +71,18 @@ def _fresh_value(initializer: Any, shape: tuple[int, ...], seed: int) -> Any:
 
 
 @contextlib.contextmanager
-def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterator[list[str]]:
-    """Re-initialise the named layers of ``model`` inside a ``with`` block, then restore them.
+def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0, *,
+                     mode: str = "reinit") -> Iterator[list[str]]:
+    """Randomise the named layers of ``model`` inside a ``with`` block, then restore them.
 
-    Introduced in notebook 06. Each variable gets a fresh draw from the layer's own initializer
-    (kernels random, as at the start of training, every one of a layer's: a SeparableConv2D's
-    depthwise and pointwise kernels alike; biases, BatchNormalization's scale, shift and
-    statistics back to their initial values), as in Adebayo et al.'s cascading randomisation.
+    Introduced in notebook 06. ``mode="reinit"`` (default): each variable gets a fresh draw from
+    the layer's own initializer (kernels random, as at the start of training, every one of a
+    layer's: a SeparableConv2D's depthwise and pointwise kernels alike; biases,
+    BatchNormalization's scale, shift and statistics back to their initial values), as in
+    Adebayo et al.'s cascading randomisation. ``mode="permute"``: each variable's own values are
+    shuffled among its entries (one random permutation of the flattened array per variable:
+    kernels, biases and BatchNormalization's parameters alike), so the trained weights'
+    distribution and scale are kept and only their arrangement is destroyed.
     The trained values are put back when the block ends, also after an error. Compiled CAM
     programs read the current weights, so maps computed inside the block see the random ones.
 
@@ -87,6 +94,9 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterat
         Names of the layers to re-initialise (e.g. everything from the output down to a stage).
     seed
         Seeds the draws (layer ``i`` of ``layers`` uses ``seed + i``).
+    mode
+        ``"reinit"`` (fresh draws from the initializers) or ``"permute"`` (the trained values,
+        shuffled).
 
     Yields
     ------
@@ -96,9 +106,10 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterat
     Raises
     ------
     ValueError
-        An unknown or repeated layer name, ``layers`` given as one string, or a variable with no
-        initializer to draw from (nothing is changed then).
+        An unknown or repeated layer name, ``layers`` given as one string, an unknown ``mode``,
+        or (``"reinit"``) a variable with no initializer to draw from (nothing is changed then).
     """
+    mode = choice("mode", mode, RANDOMIZATIONS)
     keras_model = keras_model_of(model)
     if isinstance(layers, str):
         raise ValueError(f"layers must be a list of layer names, got the str {layers!r}")
@@ -111,13 +122,18 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0) -> Iterat
     if repeated:
         raise ValueError(f"layers names {repeated[:5]} more than once; pass each layer once")
     # Every variable of every layer, with its initializer, is found before anything changes.
-    plan = [(index, variable, _initializer_of(known[name], variable))
+    plan = [(index, variable, _initializer_of(known[name], variable) if mode == "reinit" else None)
             for index, name in enumerate(layers) for variable in known[name].weights]
     saved: list[tuple[Any, np.ndarray]] = []
     try:
         for index, variable, initializer in plan:
-            saved.append((variable, keras.ops.convert_to_numpy(variable)))
-            variable.assign(_fresh_value(initializer, tuple(variable.shape), seed + index))
+            value = keras.ops.convert_to_numpy(variable)
+            saved.append((variable, value))
+            if mode == "reinit":
+                variable.assign(_fresh_value(initializer, tuple(variable.shape), seed + index))
+            else:  # one generator per layer: the layer's variables get different permutations
+                generator = np.random.default_rng([seed + index, len(saved)])
+                variable.assign(generator.permutation(value.ravel()).reshape(value.shape))
         yield [name for name in layers if known[name].weights]
     finally:
         for variable, value in reversed(saved):
