@@ -238,7 +238,34 @@ def test_zhou_accuracy_is_the_reports_fixed_threshold_score():
     assert "MaxBoxAccV2 (choe)" in summary and "pointing game (15 px)" in summary
     assert report.max_box.protocol == "choe" and report.max_box.iou_thresholds == (0.3, 0.5, 0.7)
     assert report.pointing == pointing_game(cams, truth, tolerance=15) == 1.0
-    assert localization_report(cams, truth).pointing == 0.5  # default: tolerance 0
+    default = localization_report(cams, truth)  # the field's defaults: Choe's V2, 15 px
+    assert default.max_box.best == report.max_box.best and default.pointing == report.pointing
+    np.testing.assert_array_equal(default.max_box.accuracies, report.max_box.accuracies)
+    assert list(default.summary()) == list(summary)  # the same names (NaN != NaN as values)
+    old_rules = localization_report(cams, truth, protocol="zhou", pointing_tolerance=0)
+    assert old_rules.pointing == 0.5 and old_rules.max_box.iou_thresholds == (0.5,)
+    assert "MaxBoxAcc (zhou)" in old_rules.summary() and "pointing game" in old_rules.summary()
+
+
+def test_a_choe_sweep_is_the_best_of_choe_boxes_at_each_threshold():
+    # The batched sweep (one IoU call per map, holes traced only where the Euler number shows
+    # them) against choe_boxes read box by box, on smooth maps, noisy maps with holes, a ring
+    # and a constant map.
+    from helpers.evaluate.boxes import CHOE_THRESHOLDS, box_iou, choe_boxes
+    rng = np.random.default_rng(0)
+    ring = np.zeros((12, 12))
+    ring[2:9, 2:9], ring[4:7, 4:7] = 1.0, 0.0
+    cams = np.concatenate([rng.normal(size=(6, 12, 12)),
+                           np.kron(rng.normal(size=(6, 4, 4)), np.ones((3, 3))),
+                           ring[None], np.zeros((1, 12, 12))])
+    truth = np.concatenate([rng.integers(0, 5, (len(cams), 2)), rng.integers(6, 12, (len(cams), 2))],
+                           axis=1)
+    best = np.array([[np.max(box_iou(boxes, truth[n])) for boxes in choe_boxes(cam)]
+                     for n, cam in enumerate(cams)]).T  # (T, N)
+    result = max_box_accuracy(cams, truth, (0.3, 0.5, 0.7))
+    expected = np.stack([(best >= iou).mean(axis=1) for iou in (0.3, 0.5, 0.7)])
+    np.testing.assert_array_equal(result.accuracies, expected)
+    assert len(CHOE_THRESHOLDS) == expected.shape[1]
 
 
 def test_pointing_tolerance_is_a_euclidean_distance_to_the_box():

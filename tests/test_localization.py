@@ -182,7 +182,8 @@ def _toy_report_inputs():
 
 def test_localization_report_on_toy_maps():
     cams, truth = _toy_report_inputs()
-    report = localization_report(cams, truth, labels=[1, 2, 3, 4], predicted=[1, 2, 0, 4])
+    report = localization_report(cams, truth, labels=[1, 2, 3, 4], predicted=[1, 2, 0, 4],
+                                 protocol="zhou", pointing_tolerance=0)  # Zhou's rule, peak in box
     np.testing.assert_array_equal(report.boxes, [[2, 2, 5, 5], [0, 0, 9, 9], [7, 7, 8, 8], NO_BOX])
     np.testing.assert_allclose(report.ious, [1.0, 0.16, 0.0, 0.0])
     assert report.gt_known == 0.25 and report.hits.tolist() == [True, False, False, False]
@@ -196,8 +197,9 @@ def test_localization_report_on_toy_maps():
     assert report.max_box.accuracies[0] == 0.0
     assert report.max_box.best == 0.25 and report.max_box.best_threshold == 0.05
     summary = report.summary()
-    assert summary["classification"] == 0.75 and summary["top-1 loc. (tau=0.2)"] == 0.25
-    assert summary["GT-known loc. (tau=0.2)"] == 0.25 and summary["pointing game"] == 0.5
+    assert summary["classification"] == 0.75 and summary["top-1 loc. (zhou, tau=0.2)"] == 0.25
+    assert summary["GT-known loc. (zhou, tau=0.2)"] == 0.25
+    assert summary["pointing game"] == 0.5 and summary["best tau (zhou)"] == 0.05
     assert summary["MaxBoxAcc (zhou)"] == 0.25 and report.max_box.protocol == "zhou"
     assert summary["mean IoU"] == pytest.approx((1.0 + 0.16) / 4)
 
@@ -207,7 +209,8 @@ def test_localization_report_agrees_with_the_single_metrics():
     cams = rng.normal(size=(30, 12, 12)).cumsum(axis=1).cumsum(axis=2)  # smooth-ish random maps
     x0, y0 = rng.integers(0, 6, 30), rng.integers(0, 6, 30)
     truth = np.stack([x0, y0, x0 + rng.integers(2, 6, 30), y0 + rng.integers(2, 6, 30)], axis=1)
-    report = localization_report(cams, truth, threshold=0.35, thresholds=[0.1, 0.35, 0.6])
+    report = localization_report(cams, truth, threshold=0.35, thresholds=[0.1, 0.35, 0.6],
+                                 protocol="zhou", pointing_tolerance=0)
     boxes = cams_to_boxes(cams, 0.35)
     np.testing.assert_array_equal(report.boxes, boxes)
     assert report.gt_known == localization_accuracy(boxes, truth)

@@ -139,10 +139,13 @@ def test_evaluate_localization_scores_maps_in_the_canvas_frame():
 def test_evaluate_localization_upsamples_true_class_maps(models):
     data = make_digit_canvases(12, canvas_size=24, digit_size=(10, 12), seed=1, clutter=1)
     model = build_small_cnn((24, 24, 1), 10, head="gmp", widths=(4, 8), poolings=1, seed=3)
-    report = evaluate_localization(model, data, thresholds=[0.2, 0.5])
+    report = evaluate_localization(model, data, thresholds=[0.2, 0.5], protocol="zhou")
     result = class_activation_maps(model, data.images, classes=data.labels[:, None])
     np.testing.assert_allclose(report.cams, upsample_maps(result.low_res[:, 0], (24, 24)),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(report.predicted, result.logits.argmax(axis=1))
     np.testing.assert_array_equal(report.max_box.thresholds, [0.2, 0.5])
-    assert report.max_box.accuracies[0] == report.gt_known
+    assert report.max_box.accuracies[0] == report.gt_known  # Zhou's sweep holds its tau = 0.2
+    default = evaluate_localization(model, data)  # the field's: MaxBoxAccV2 (choe), 15 px
+    assert default.max_box.protocol == "choe" and default.max_box.iou_thresholds == (0.3, 0.5, 0.7)
+    assert default.pointing_tolerance == 15 and default.gt_known == report.gt_known

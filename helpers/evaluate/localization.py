@@ -172,8 +172,8 @@ class LocalizationReport:
         :attr:`threshold`, :func:`zhou_accuracy`.
     max_box
         :func:`max_box_accuracy` over a sweep of thresholds (MaxBoxAcc); ``max_box.protocol``
-        says whose (``"choe"``: Choe et al. 2020's, ``"zhou"``: Zhou's box at each threshold),
-        ``max_box.label`` names it.
+        says whose (``"choe"``: Choe et al. 2020's, the default, MaxBoxAccV2 over IoU 0.3, 0.5
+        and 0.7; ``"zhou"``: Zhou's box at each threshold), ``max_box.label`` names it.
     pointing, pointing_tolerance
         :func:`pointing_game` with that tolerance in pixels: share of maps whose maximum lies
         within it of the true box (0: inside the box).
@@ -199,7 +199,7 @@ class LocalizationReport:
     predicted: np.ndarray | None = None
     classification: float = float("nan")
     top1: float = float("nan")
-    pointing_tolerance: int = 0
+    pointing_tolerance: int = 15
 
     @property
     def hits(self) -> np.ndarray:
@@ -215,16 +215,26 @@ class LocalizationReport:
 
     def summary(self) -> dict[str, float]:
         """The scores by name, in the order of a table row. The fixed-threshold scores are Zhou's
-        rule at ``tau``; MaxBoxAcc names its protocol (``"MaxBoxAcc (zhou)"``,
-        ``"MaxBoxAccV2 (choe)"``); the pointing game its tolerance when it has one."""
-        max_box_name = "MaxBoxAccV2" if len(self.max_box.iou_thresholds) > 1 else "MaxBoxAcc"
+        rule at ``tau`` (a fraction of each map's maximum); MaxBoxAcc names its protocol
+        (``"MaxBoxAcc (zhou)"``, ``"MaxBoxAccV2 (choe)"``); its best threshold is on that
+        protocol's scale, for MaxBoxAccV2 the one at IoU 0.5 (or its first IoU threshold); the
+        pointing game names its tolerance when it has one."""
+        ious = self.max_box.iou_thresholds
+        max_box_name = "MaxBoxAccV2" if len(ious) > 1 else "MaxBoxAcc"
         tolerance = f" ({self.pointing_tolerance} px)" if self.pointing_tolerance else ""
+        if len(ious) > 1:
+            at = ious.index(0.5) if 0.5 in ious else 0
+            best_tau_name = f"best tau ({self.max_box.protocol}, IoU {ious[at]:g})"
+            best_tau = float(self.max_box.best_thresholds[at])
+        else:
+            best_tau_name = f"best tau ({self.max_box.protocol})"
+            best_tau = self.max_box.best_threshold
         return {
             "classification": self.classification,
-            f"top-1 loc. (tau={self.threshold:g})": self.top1,
-            f"GT-known loc. (tau={self.threshold:g})": self.gt_known,
+            f"top-1 loc. (zhou, tau={self.threshold:g})": self.top1,
+            f"GT-known loc. (zhou, tau={self.threshold:g})": self.gt_known,
             f"{max_box_name} ({self.max_box.protocol})": self.max_box.best,
-            "best tau": self.max_box.best_threshold,
+            best_tau_name: best_tau,
             f"pointing game{tolerance}": self.pointing,
             "mean IoU": float(self.ious.mean()) if self.ious.size else float("nan"),
         }
@@ -239,9 +249,9 @@ def localization_report(
     threshold: float = 0.2,
     thresholds: Sequence[float] | np.ndarray | None = None,
     iou_threshold: float = 0.5,
-    protocol: str = "zhou",
+    protocol: str = "choe",
     max_box_iou: float | Sequence[float] | None = None,
-    pointing_tolerance: int = 0,
+    pointing_tolerance: int = 15,
 ) -> LocalizationReport:
     """Every localisation score of notebook 04 for a set of maps, computed by one code path.
 
@@ -265,15 +275,16 @@ def localization_report(
     iou_threshold
         IoU needed for a hit (0.5).
     protocol
-        MaxBoxAcc's protocol (:func:`max_box_accuracy`). The default here is still ``"zhou"``,
-        the rule the notebooks' numbers were computed with; pass ``"choe"`` for Choe et al.'s
-        (the default of :func:`max_box_accuracy` itself).
+        MaxBoxAcc's protocol (:func:`max_box_accuracy`): ``"choe"`` (the default, Choe et al.'s
+        definition: thresholds on each map's min-max scale) or ``"zhou"`` (Zhou's box swept
+        over fractions of each map's maximum). The fixed-threshold scores (``gt_known``,
+        ``top1``, ``boxes``) are Zhou's rule at ``threshold`` under either.
     max_box_iou
-        IoU threshold(s) of MaxBoxAcc; default ``iou_threshold``; ``(0.3, 0.5, 0.7)`` for
-        MaxBoxAccV2.
+        IoU threshold(s) of MaxBoxAcc; default ``(0.3, 0.5, 0.7)`` for ``"choe"`` (MaxBoxAccV2,
+        the field's score) and ``iou_threshold`` for ``"zhou"``.
     pointing_tolerance
-        :func:`pointing_game`'s tolerance in pixels of ``cams``; default 0 (peak inside the box),
-        the rule of the notebooks' numbers; Zhang et al. used 15.
+        :func:`pointing_game`'s tolerance in pixels of ``cams``; default 15, Zhang et al.'s
+        (ECCV 2016); 0 counts a hit only when the peak is inside the box.
 
     Returns
     -------
@@ -294,6 +305,8 @@ def localization_report(
     threshold = check_threshold(threshold)
     iou_threshold = check_iou_threshold(iou_threshold)
     protocol = check_protocol(protocol)
+    if max_box_iou is None:
+        max_box_iou = (0.3, 0.5, 0.7) if protocol == "choe" else iou_threshold
     pointing_tolerance = integer("pointing_tolerance (pixels)", pointing_tolerance, 0)
     boxes = cams_to_boxes(array, threshold)
     ious = np.atleast_1d(np.asarray(box_iou(boxes, truth), dtype=np.float64))
@@ -321,8 +334,7 @@ def localization_report(
         threshold=float(threshold),
         iou_threshold=float(iou_threshold),
         gt_known=float(hits.mean()),
-        max_box=max_box_accuracy(array, truth, iou_threshold if max_box_iou is None
-                                 else max_box_iou, protocol, thresholds=thresholds),
+        max_box=max_box_accuracy(array, truth, max_box_iou, protocol, thresholds=thresholds),
         pointing=pointing_game(array, truth, tolerance=pointing_tolerance),
         labels=label_array,
         predicted=predicted_array,
@@ -339,9 +351,9 @@ def evaluate_localization(
     thresholds: Any = None,
     iou_threshold: float = 0.5,
     *,
-    protocol: str = "zhou",
+    protocol: str = "choe",
     max_box_iou: float | Sequence[float] | None = None,
-    pointing_tolerance: int = 0,
+    pointing_tolerance: int = 15,
 ) -> LocalizationReport:
     """Classify a set of digit canvases and score the true class's maps against the true boxes.
 
@@ -357,8 +369,9 @@ def evaluate_localization(
     data
         A :class:`helpers.data.digits.DigitCanvases` (``images``, ``labels``, ``boxes``).
     threshold, thresholds, iou_threshold, protocol, max_box_iou, pointing_tolerance
-        As in :func:`localization_report` (``protocol`` still defaults to ``"zhou"``, the
-        notebooks' rule; pass ``"choe"`` for Choe et al.'s MaxBoxAcc).
+        As in :func:`localization_report`: by default MaxBoxAccV2 under Choe et al.'s protocol
+        and the pointing game with Zhang et al.'s 15 pixels; ``protocol="zhou",
+        pointing_tolerance=0`` gives the rules of notebook 04's first edition.
 
     Returns
     -------

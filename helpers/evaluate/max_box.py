@@ -129,8 +129,12 @@ def _box_hits(array: np.ndarray, truth: np.ndarray, sweep: np.ndarray,
     else:
         best = np.empty((len(sweep), len(array)))
         for index, cam in enumerate(array):
-            # Their accumulate(): the best IoU of all candidate boxes at each threshold.
-            best[:, index] = [np.max(box_iou(boxes, truth[index])) for boxes in choe_boxes(cam, sweep)]
+            # Their accumulate(): the best IoU of all candidate boxes at each threshold (one IoU
+            # call per map; each threshold has at least one box).
+            boxes = choe_boxes(cam, sweep)
+            starts = np.cumsum([0] + [len(found) for found in boxes[:-1]])
+            overlaps = np.asarray(box_iou(np.concatenate(boxes), truth[index]), dtype=float)
+            best[:, index] = np.maximum.reduceat(np.atleast_1d(overlaps), starts)
     return np.stack([best >= iou for iou in ious])
 
 
