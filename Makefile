@@ -174,7 +174,10 @@ test-wheelhouse: wheelhouse ## make wheelhouse, install it offline into a fresh 
 	  --find-links "$(abspath $(WHEELHOUSE_DIR))" -r requirements.txt "gap-cam-helpers[notebooks]"
 	scratch=$$(mktemp -d) && cd "$$scratch" && \
 	  env -u PYTHONPATH GAPCAM_OFFLINE=1 GAPCAM_CACHE_DIR="$$scratch/cache" \
-	  "$(abspath $(WHEELHOUSE_VENV))/bin/python" -m helpers doctor --prepare; \
+	  "$(abspath $(WHEELHOUSE_VENV))/bin/python" -m helpers doctor --prepare && \
+	  env -u PYTHONPATH "$(abspath $(WHEELHOUSE_VENV))/bin/python" -c 'from helpers.data import \
+	  records as r; n = [r.recorded(p.stem) and p.stem for p in r.RECORDS.glob("*.json")]; \
+	  print(len(n), "recorded runs in the wheel"); assert len(n) == 3, n'; \
 	  status=$$?; rm -rf "$$scratch"; exit $$status
 
 # The declared ranges, tested at both ends (README "Versions"). Each stack gets its own venv,

@@ -18,7 +18,7 @@ own recipe (the same canvases, networks, optimiser and scoring), changing one th
 Each head is scored under both protocols: Choe et al.'s MaxBoxAccV2 (``max_box_acc``, the
 notebook's headline) and Zhou's rule (``zhou_max_box_acc``; ``gt_known`` at tau = 0.2).
 
-Writes experiments/results/notebook04_protocols.json (committed: the notebook's text cites it)
+Writes helpers/data/records/notebook04_protocols.json (committed: the notebook's text cites it)
 and prints one line per run and head.
 """
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true",
                         help="200 training and 100 test canvases, 1 epoch, two runs")
     parser.add_argument("--output", type=Path,
-                        default=ROOT / "experiments/results/notebook04_protocols.json")
+                        default=ROOT / "helpers/data/records/notebook04_protocols.json")
     arguments = parser.parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("GAPCAM_OFFLINE", "1")

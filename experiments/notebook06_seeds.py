@@ -12,7 +12,7 @@ and scoring), changing only the three seeds:
 * ``notebook``: the notebook's seeds, as a check that this script reproduces it;
 * ``seeds 11/12/1``, ``seeds 21/22/2``, ``seeds 31/32/3``: other data and head seeds.
 
-Writes experiments/results/notebook06_seeds.json (committed: the notebook reads it).
+Writes helpers/data/records/notebook06_seeds.json (committed: the notebook reads it).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="two runs on small sets")
     parser.add_argument("--output", type=Path,
-                        default=ROOT / "experiments/results/notebook06_seeds.json")
+                        default=ROOT / "helpers/data/records/notebook06_seeds.json")
     arguments = parser.parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("GAPCAM_OFFLINE", "1")

@@ -1,11 +1,14 @@
-"""experiments/notebook04_protocols.py: the runs notebook 04 describes but does not run."""
+"""experiments/*.py: the runs notebooks 04 and 06 describe but do not run, and their records."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +66,14 @@ def test_notebook06_run_is_the_notebooks_recipe(seeds06):
     assert seeds06.LEARNING_RATE == 1e-3
     assert (f"epochs={seeds06.EPOCHS}, batch_size={seeds06.BATCH_SIZE}, "
             f"learning_rate=1e-3, seed={head_seed})") in source
-    assert "np.exp(-((grid_y - 3) ** 2 + (grid_x - 3) ** 2) / (2 * 1.75**2))" in source
+    # The notebook's gaussian(size), run here, is the script's centred Gaussian.
+    code = notebook["cells"][next(i for i, cell in enumerate(notebook["cells"])
+                                  if "def gaussian(size)" in "".join(cell["source"]))]["source"]
+    code = "".join(code)
+    start = code.index("def gaussian(size)")
+    namespace = {"np": np}
+    exec(code[start:code.index("\n\n", start)], namespace)
+    np.testing.assert_allclose(namespace["gaussian"](7), seeds06.centred_gaussian())
 
 
 @pytest.mark.slow
@@ -77,3 +87,57 @@ def test_notebook06_smoke_run_writes_every_score(seeds06, tmp_path):
         for scores in entry["methods"].values():
             for key in ("gt_known", "max_box_acc", "pointing"):
                 assert 0.0 <= scores[key] <= 1.0, key
+
+
+@pytest.fixture(scope="module")
+def scorecam06(load_script):
+    return load_script("experiments/notebook06_scorecam.py")
+
+
+def test_notebook06_scorecam_images_are_the_notebooks(scorecam06):
+    notebook = json.loads((ROOT / "notebooks/06_which_map_to_trust.ipynb").read_text())
+    source = " ".join("\n".join("".join(cell["source"]) for cell in notebook["cells"]
+                                if cell["cell_type"] == "code").split())
+    assert f'names = {list(scorecam06.PHOTOS)!r}'.replace("'", '"') in source
+    assert (f"make_photo_composites({scorecam06.COMPOSITE_COUNT}, split=\"test\", "
+            f"seed={scorecam06.COMPOSITE_SEED})") in source
+    record = helpers.data.recorded("notebook06_scorecam")
+    assert record["images"] == [*scorecam06.PHOTOS,
+                                *(f"composite {i}" for i in range(scorecam06.COMPOSITES))]
+    assert list(record["configs"]) == list(scorecam06.CONFIGS)
+    for weighting in scorecam06.WEIGHTINGS:
+        for config in scorecam06.CONFIGS:
+            maps = np.asarray(record["maps"][weighting][config])
+            assert maps.shape == (len(record["images"]), 7, 7) and np.isfinite(maps).all()
+
+
+@pytest.mark.slow
+def test_notebook06_scorecam_smoke_run_records_the_maps_score_cam_makes(scorecam06, tmp_path):
+    output = tmp_path / "scorecam.json"
+    report = scorecam06.main(["--smoke", "--output", str(output)])
+    assert json.loads(output.read_text()) == report
+    assert report["images"] == ["chelsea"] and list(report["configs"]) == ["trained", "reinit 0"]
+    record = helpers.data.recorded("notebook06_scorecam")
+    assert report["class_ids"] == record["class_ids"][:1]
+    for weighting in scorecam06.WEIGHTINGS:
+        trained = np.asarray(report["maps"][weighting]["trained"])
+        np.testing.assert_allclose(trained[0], record["maps"][weighting]["trained"][0],
+                                   rtol=1e-3, atol=1e-3 * np.abs(trained).max())
+        assert not np.allclose(report["maps"][weighting]["reinit 0"], trained)
+
+
+def test_every_record_loads_and_an_unknown_name_lists_them():
+    names = sorted(path.stem for path in (ROOT / "helpers/data/records").glob("*.json"))
+    assert names == ["notebook04_protocols", "notebook06_scorecam", "notebook06_seeds"]
+    for name in names:
+        assert "runs" in helpers.data.recorded(name) or "maps" in helpers.data.recorded(name)
+    for bad in ("notebook07", "../pyproject", None):
+        with pytest.raises(ValueError, match="notebook04_protocols, notebook06_scorecam"):
+            helpers.data.recorded(bad)
+
+
+def test_the_records_are_package_data_and_each_experiment_writes_its_own():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"helpers.data" = ["records/*.json"]' in pyproject
+    for script in (ROOT / "experiments").glob("notebook*.py"):
+        assert f'ROOT / "helpers/data/records/{script.stem}.json"' in script.read_text(), script

@@ -166,3 +166,23 @@ def test_guided_functions_check_their_arguments():
         guided.guided_backprop(model, images, top_k=4)
     with pytest.raises(ValueError, match=r"class ids must be in 0\.\.2"):
         guided.guided_grad_cam(model, images, classes=[3])
+
+
+def test_the_pass_back_to_the_input_goes_a_few_photos_at_a_time_on_the_cpu(monkeypatch):
+    """A backward pass to the input keeps every layer's activations of its chunk, so on the CPU
+    it takes BACKWARD_CHUNK_INPUT_VALUES (4 photos), not the forward passes' 16, and the maps do
+    not depend on the chunking."""
+    from helpers import _engine
+    from helpers._engine import devices
+
+    model = _dense_relu_dense("ReLU()")
+    images = np.random.default_rng(2).normal(size=(9, 2, 2, 3)).astype(np.float32)
+    monkeypatch.setattr(devices, "HAS_ACCELERATOR", {keras.backend.backend(): False})
+    assert devices.chunk_input_values(backward=True) == 4 * 224 * 224 * 3
+    whole = guided.guided_backprop(model, images, classes=[0] * 9).maps
+    monkeypatch.setattr(devices, "BACKWARD_CHUNK_INPUT_VALUES", 4 * 2 * 2 * 3)
+    monkeypatch.setattr(devices, "CHUNK_INPUT_VALUES", 10**9)  # forward passes: one call
+    before = _engine.counters["network_calls"]
+    chunked = guided.guided_backprop(model, images, classes=[0] * 9).maps
+    assert _engine.counters["network_calls"] - before == 3  # 4 + 4 + 1 photos
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-7)

@@ -113,7 +113,8 @@ def input_gradients(model: Any, images: Any, classes: Any, top_k: int | None, la
                          [((None, *batch.shape), "float32"), ((None, None), "int64")]))
     given = chosen.ids if chosen.ids is not None else np.zeros((count, 0), dtype=np.int64)
     per_image = chosen.count * int(np.prod(batch.shape))
-    chunk = max(1, min(chunk_input_values() // int(np.prod(batch.shape)), GRADIENT_VALUES // per_image))
+    chunk = max(1, min(chunk_input_values(backward=True) // int(np.prod(batch.shape)),
+                       GRADIENT_VALUES // per_image))
     parts = []
     for start in range(0, count, chunk):
         counters["network_calls"] += 1
