@@ -181,3 +181,32 @@ def test_poolings_keeps_a_finer_feature_map():
 def test_poolings_out_of_range_is_explained(poolings):
     with pytest.raises(ValueError, match=r"poolings \(for 4 widths\) must be an integer in 0\.\.3"):
         build_small_cnn(poolings=poolings)
+
+
+@pytest.mark.parametrize("ending", ["logits", "Dense softmax", "Softmax layer", "Activation"])
+def test_compile_classifier_takes_the_cross_entropy_from_what_the_model_outputs(ending):
+    """Logits: from_logits=True; a softmax (as a Dense activation, a Softmax or an Activation
+    layer): from probabilities, so the loss is the true cross-entropy either way."""
+    inputs = keras.Input((3,))
+    dense = keras.layers.Dense(4, activation="softmax" if ending == "Dense softmax" else None)
+    outputs = dense(inputs)
+    if ending == "Softmax layer":
+        outputs = keras.layers.Softmax()(outputs)
+    elif ending == "Activation":
+        outputs = keras.layers.Activation("softmax")(outputs)
+    model = compile_classifier(keras.Model(inputs, outputs))
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    y = np.array([0, 1, 2, 3, 0])
+    logits = keras.ops.convert_to_numpy(dense(x)) if ending != "Dense softmax" else None
+    probabilities = keras.ops.convert_to_numpy(model(x))
+    if logits is not None and ending == "logits":
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = -np.mean(np.log(probabilities[np.arange(5), y]))
+    assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_compile_classifier_refuses_other_final_activations():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="sigmoid")(inputs))
+    with pytest.raises(ValueError, match="ends in a 'sigmoid' activation; compile_classifier"):
+        compile_classifier(model)

@@ -260,16 +260,24 @@ def build_small_cnn(
 
 
 def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
-    """Compile a logits model for integer labels: Adam, sparse cross-entropy from logits, accuracy.
+    """Compile a classifier for integer labels: Adam, sparse cross-entropy, accuracy.
 
-    Introduced in notebook 02. Returns the model, compiled in place.
+    Introduced in notebook 02. The cross-entropy is taken from logits when the model ends in a
+    layer without activation (every model of this series), and from probabilities when it ends
+    in a softmax; any other final activation is refused. Returns the model, compiled in place.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
     learning_rate = number("learning_rate", learning_rate, 0.0, low_open=True)
+    last = model.layers[-1] if model.layers else None
+    activation = "softmax" if isinstance(last, keras.layers.Softmax) else getattr(
+        getattr(last, "activation", None), "__name__", "linear")
+    if activation not in ("linear", "softmax"):
+        raise ValueError(f"model {model.name!r} ends in a {activation!r} activation; "
+                         "compile_classifier trains logits (no final activation) or a softmax")
     model.compile(
         optimizer=keras.optimizers.Adam(float(learning_rate)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=activation == "linear"),
         metrics=["accuracy"],
     )
     return model
