@@ -171,6 +171,15 @@ def test_empty_or_missing_folder_and_bad_lists_are_clear_errors(tmp_path):
         load_images(3)
 
 
+@pytest.mark.parametrize("call", [lambda: load_images(""), lambda: load_images("  "),
+                                  lambda: load_images(["", "x.png"]), lambda: load_image("")])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(call, tmp_path, monkeypatch):
+    Image.new("RGB", (8, 8)).save(tmp_path / "here.png")
+    monkeypatch.chdir(tmp_path)  # Path("") is "."; it would find here.png
+    with pytest.raises(ValueError, match=r"got an empty path \('\s*'\); pass a file or folder"):
+        call()
+
+
 def test_each_photo_is_checked_and_resized_once_per_call(lite0, samples, monkeypatch):
     """From class_activation_maps to the network, each photo's values are checked once and it
     is resized once (helpers.images), however the engine chunks the call."""

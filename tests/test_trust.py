@@ -268,3 +268,14 @@ def test_permute_needs_no_initializer_and_an_unknown_mode_is_refused():
         with randomize_layers(custom, ["scaled"], mode="shuffle"):
             pass
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(custom.get_layer("scaled").w), [1, 2])
+
+
+@pytest.mark.parametrize("seed", [1.7, -1, "0", None, True])
+def test_randomize_layers_refuses_a_seed_that_is_not_a_non_negative_integer(seed):
+    model = _small_cnn()
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got"):
+        with randomize_layers(model, [model.layers[-1].name], seed=seed):
+            pass
+    for saved, weight in zip(before, model.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), saved)

@@ -39,6 +39,13 @@ def unique_name(name: str, taken: Iterable[str]) -> str:
     return candidate
 
 
+def _path(source: str | os.PathLike) -> Path:
+    """``source`` as a Path; an empty name is refused (``Path("")`` would be the current folder)."""
+    if not os.fspath(source).strip():
+        raise ValueError(f"got an empty path ({os.fspath(source)!r}); pass a file or folder name")
+    return Path(source)
+
+
 def _describe(source: Any) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"the uploaded bytes ({len(source):,} bytes)"
@@ -105,7 +112,7 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
     if isinstance(source, (bytes, bytearray, memoryview)):
         opened: Any = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = _path(source)
         if not path.exists():
             raise FileNotFoundError(f"no such image file: {_describe(source)}")
         if path.is_dir():
@@ -194,7 +201,7 @@ def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict
         ``source`` is not a path or a list of paths.
     """
     if isinstance(source, (str, os.PathLike)):
-        folder = Path(source)
+        folder = _path(source)
         if not folder.exists():
             raise FileNotFoundError(f"no such folder or file: {_describe(source)}")
         if not folder.is_dir():
@@ -211,7 +218,7 @@ def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict
     elif isinstance(source, (bytes, bytearray, memoryview)):
         raise TypeError("load_images takes a folder or a list of paths; for bytes use load_image")
     elif isinstance(source, Iterable):
-        paths = [Path(p) if isinstance(p, (str, os.PathLike)) else p for p in source]
+        paths = [_path(p) if isinstance(p, (str, os.PathLike)) else p for p in source]
         bad = [p for p in paths if not isinstance(p, Path)]
         if bad:
             raise TypeError(f"a list of paths was expected; got a {type(bad[0]).__name__} in it")

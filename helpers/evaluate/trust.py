@@ -110,6 +110,7 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0, *,
         or (``"reinit"``) a variable with no initializer to draw from (nothing is changed then).
     """
     mode = choice("mode", mode, RANDOMIZATIONS)
+    seed = integer("seed", seed, 0)
     keras_model = keras_model_of(model)
     if isinstance(layers, str):
         raise ValueError(f"layers must be a list of layer names, got the str {layers!r}")
