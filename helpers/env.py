@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 
@@ -47,7 +48,14 @@ def require_versions(**minimums: str) -> dict[str, str]:
     ------
     RuntimeError
         Naming every package that is missing or too old, and how to fix it.
+    ValueError
+        A minimum that is not a version string of dot-separated numbers (``"3.6"``, not ``3.6``,
+        ``""`` or ``"latest"``).
     """
+    for name, minimum in minimums.items():
+        if not (isinstance(minimum, str) and re.fullmatch(r"\d+(\.\d+)*", minimum.strip())):
+            raise ValueError(f"require_versions({name}=...) takes a version string of numbers "
+                             f"and dots such as \"3.6\", got {type(minimum).__name__} {minimum!r}")
     installed, problems = {}, []
     for name, minimum in minimums.items():
         distribution = name.replace("_", "-")

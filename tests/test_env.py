@@ -70,3 +70,17 @@ def test_set_seed_refuses_what_numpy_cannot_take(seed, error):
 
     with pytest.raises(error, match=r"seed must be an integer in 0\.\.4294967295"):
         set_seed(seed)
+
+
+def test_require_versions_passes_failing_and_refuses_what_is_not_a_version():
+    from helpers.env import require_versions
+
+    found = require_versions(numpy="1.0", keras="3")
+    assert set(found) == {"numpy", "keras"}
+    with pytest.raises(RuntimeError, match=r"numpy .* is older than 999\.0.*make lab"):
+        require_versions(numpy="999.0")
+    with pytest.raises(RuntimeError, match="no-such-package is not installed"):
+        require_versions(no_such_package="1.0")
+    for bad in ("", "latest", 3.6, None, "3.x"):
+        with pytest.raises(ValueError, match=r"takes a version string of numbers and dots"):
+            require_versions(keras=bad)
