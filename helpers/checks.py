@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArgumentError", "choice", "flag", "instance", "integer", "names", "number", "size"]
+__all__ = ["ArgumentError", "MAX_ARRAY_BYTES", "array_bytes", "choice", "flag", "instance", "integer",
+           "names", "number", "size"]
+
+#: The most memory one array made from arguments may take (a synthetic data set): 1 GiB, half
+#: of a Binder session.
+MAX_ARRAY_BYTES = 1 << 30
 
 
 class ArgumentError(TypeError, ValueError):
@@ -118,3 +123,14 @@ def instance(name: str, value: Any, types: type | tuple[type, ...], expected: st
     if isinstance(value, types):
         return value
     raise ArgumentError(f"{name} must be {expected}, got {type(value).__name__}")
+
+
+def array_bytes(what: str, shape: tuple[int, ...], itemsize: int,
+                limit: int = MAX_ARRAY_BYTES) -> None:
+    """Refuse, with :class:`ArgumentError`, to allocate ``shape`` × ``itemsize`` bytes above
+    ``limit``: the arguments that set ``shape`` are what was wrong."""
+    need = math.prod(int(n) for n in shape) * itemsize
+    if need > limit:
+        raise ArgumentError(
+            f"{what} of shape {tuple(int(n) for n in shape)} would take {need / 2**30:,.1f} GiB, "
+            f"above the limit of {limit / 2**30:g} GiB; ask for fewer or smaller images")

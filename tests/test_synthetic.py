@@ -189,3 +189,16 @@ def test_a_negative_or_missing_seed_is_refused_by_name(seed, error):
     # Before: seed=-1 failed inside numpy ("expected non-negative integer") without naming it.
     with pytest.raises(error, match=r"seed must be an integer >= 0, got (NoneType None|float 1.5|int -1)"):
         make_digit_canvases(4, seed=seed)
+
+
+def test_synthetic_sets_too_large_for_memory_are_refused_before_anything_is_made():
+    """1 GiB is the limit (checks.MAX_ARRAY_BYTES): the message names the call and the size."""
+    import helpers
+
+    with pytest.raises(ValueError, match=r"make_photo_composites\(10000, size=224\) of shape "
+                                         r"\(10000, 224, 224, 3\) would take 1\.4 GiB"):
+        helpers.make_photo_composites(10_000)
+    with pytest.raises(ValueError, match=r"make_digit_canvases\(100000, canvas_size=64\) .*"
+                                         r"above the limit of 1 GiB; ask for fewer"):
+        helpers.make_digit_canvases(100_000, canvas_size=64)
+    assert helpers.make_photo_composites(2, size=32).images.shape == (2, 32, 32, 3)

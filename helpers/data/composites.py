@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from helpers.checks import ArgumentError, integer, number
+from helpers.checks import ArgumentError, array_bytes, integer, number
 from helpers.data.samples import sample_image
 from helpers.images import resize_image
 
@@ -288,6 +288,7 @@ def make_photo_composites(
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     low, high = _check_scale(object_scale)
     seed = integer("seed", seed, 0)
+    array_bytes(f"make_photo_composites({count}, size={size})", (count, size, size, 3), 1)
 
     rng = np.random.default_rng([int(seed), _SPLITS.index(split)])
     background_names = BACKGROUNDS[split]

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from helpers.checks import ArgumentError, integer, number
+from helpers.checks import ArgumentError, array_bytes, integer, number
 
 __all__ = [
     "DIGIT_SOURCE_SIZE",
@@ -311,6 +311,8 @@ def make_digit_canvases(
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     ink_threshold = number("ink_threshold", ink_threshold, 0.0, 1.0, high_open=True)
     seed = integer("seed", seed, 0)
+    array_bytes(f"make_digit_canvases({n}, canvas_size={canvas_size})",
+                (n, canvas_size, canvas_size, channels), 4)
 
     if positions == "center":
         # Every square must fit: check the largest size at the extreme shifts.
