@@ -188,6 +188,13 @@ def test_a_large_upload_is_drawn_from_a_small_copy_and_named_apart(explorer, sam
     assert abs(scaled[2] / 4000 - (first[2] + 1) / samples["chelsea"].shape[1]) < 0.02
 
 
+def test_an_upload_without_a_name_before_its_suffix_is_named_by_its_place(explorer, samples):
+    for name in (".png", " .jpg", ""):
+        explorer.add_photo(samples["coffee"], name=name)
+    assert [label for label, _ in explorer.image_selector.options] == [
+        "chelsea", "astronaut", "photo 2", "photo 3", "photo 4"]
+
+
 def test_an_unreadable_upload_is_reported_in_the_widget(explorer, network_calls):
     _pick_file(explorer.upload, "notes.png", b"not a picture")
     assert "cannot read" in explorer.upload_error

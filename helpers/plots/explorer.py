@@ -277,8 +277,8 @@ class CAMExplorer:
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")
         self._photos.append(display_copy(image, _DISPLAY_SIDE))
         index = len(self._photos) - 1
-        self._names.append(unique_name(name.rsplit(".", 1)[0] if name else f"photo {index}",
-                                       self._names))
+        stem = name.rsplit(".", 1)[0].strip() if name else ""  # ".png" has no stem
+        self._names.append(unique_name(stem or f"photo {index}", self._names))
         self.image_selector.options = [(n, i) for i, n in enumerate(self._names)]
         self.image_selector.layout.display = "flex"
         self.rank_slider.value = 1  # a new photo opens at its own top class
