@@ -107,6 +107,40 @@ def test_a_private_fallback_of_ours_is_tightened_and_its_files_are_checked(monke
     assert "can be written by other users (mode 666)" in weights_cache.untrusted_reason(loose)
 
 
+def test_a_symbolic_link_as_the_private_fallback_is_refused(monkeypatch, tmp_path):
+    """Another user could point <tmp>/gap-cam-<uid> at a folder of theirs (or of ours, to
+    have it chmod-ed): the private fallback must be a real folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    weights_cache.fallback_cache_dir().symlink_to(elsewhere)
+    reason = weights_cache.unwritable_reason(weights_cache.fallback_cache_dir(), private=True)
+    assert reason is not None and "is a symbolic link" in reason and str(elsewhere) in reason
+    assert elsewhere.stat().st_mode & 0o777 == 0o755  # not chmod-ed through the link
+
+
+@pytest.mark.parametrize("mode, trusted", [(0o777, False), (0o1777, True), (0o755, True)])
+def test_a_cache_folder_inside_a_folder_anyone_may_write_needs_the_sticky_bit(tmp_path, mode,
+                                                                              trusted):
+    """In a folder others may write, without the sticky bit (as /tmp has), another user can
+    rename the cache folder away and put their own in its place."""
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    parent.chmod(mode)
+    reason = weights_cache.unwritable_reason(parent / "cache")
+    assert (reason is None) is trusted, reason
+    if not trusted:
+        assert "without the sticky bit (mode 777)" in reason
+
+
+def test_a_manifest_larger_than_a_manifest_is_not_read(tmp_path, planted):
+    weights = _plant(planted, tmp_path / "cache")
+    assert weights_cache.cache_is_valid(weights) is True  # it matches its manifest
+    manifest = weights_cache.manifest_path(weights)
+    manifest.write_text(manifest.read_text() + " " * weights_cache.MANIFEST_BYTES)
+    assert weights_cache.cache_is_valid(weights) is False
+
+
 @needs_root
 def test_the_clean_up_removes_only_this_users_own_leftovers(tmp_path):
     old = time.time() - 2 * weights_cache.STALE_TEMPORARY_S

@@ -32,6 +32,8 @@ CACHE_FORMAT_VERSION = 1
 CACHE_FILE_MODE = 0o644
 #: The fallback directory in the shared temporary directory: this user's alone.
 FALLBACK_DIR_MODE = 0o700
+#: A manifest is a few lines of JSON; a larger file is not one (and is not read).
+MANIFEST_BYTES = 64 * 1024
 #: Prefix of this package's temporary files: the clean-up removes only these (and only its user's).
 TEMPORARY_PREFIX = ".tmp-gapcam-"
 #: A temporary file of ours older than this (seconds) is an interrupted conversion's leftover.
@@ -103,6 +105,21 @@ def untrusted_reason(path: Path) -> str | None:
     return None
 
 
+def _open_parent_reason(directory: Path) -> str | None:
+    """Why the folder holding ``directory`` lets other users replace it, or None: writable by
+    group or others without the sticky bit (``/tmp``'s ``1777`` is fine)."""
+    if _current_user() is None:
+        return None
+    try:
+        mode = directory.absolute().parent.stat().st_mode
+    except OSError:
+        return None  # no parent to examine: the directory itself is judged
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        return (f"{directory.absolute().parent} can be written by other users without the sticky bit "
+                f"(mode {stat.S_IMODE(mode):o}): anyone could replace {directory.name}")
+    return None
+
+
 def cache_is_valid(weights_path: Path) -> bool:
     """Whether the weights file matches its manifest, and the directory, the file and the manifest
     are trusted (:func:`untrusted_reason`); unreadable or malformed: not valid."""
@@ -111,6 +128,8 @@ def cache_is_valid(weights_path: Path) -> bool:
         if not (weights_path.is_file() and manifest_file.is_file()):
             return False
         if any(untrusted_reason(path) for path in (weights_path.parent, weights_path, manifest_file)):
+            return False
+        if _open_parent_reason(weights_path.parent) or manifest_file.stat().st_size > MANIFEST_BYTES:
             return False
         manifest = json.loads(manifest_file.read_text())
         if not isinstance(manifest, dict):
@@ -128,11 +147,14 @@ def unwritable_reason(directory: Path, *, private: bool = False) -> str | None:
     """Why ``directory`` cannot hold the cache, or None if it can: it is created if missing
     (``0700`` when ``private``, else ``0755``), must be trusted (:func:`untrusted_reason`; a
     private one of ours that is looser is tightened to ``0700``), and must take new files."""
+    if private and directory.is_symlink():
+        return (f"{directory} is a symbolic link (to {os.readlink(directory)}); the private "
+                "fallback must be a folder of this user's own")
     try:
         directory.mkdir(mode=FALLBACK_DIR_MODE if private else 0o755, parents=True, exist_ok=True)
         if private and directory.stat().st_uid == _current_user():
             directory.chmod(FALLBACK_DIR_MODE)
-        untrusted = untrusted_reason(directory)
+        untrusted = untrusted_reason(directory) or _open_parent_reason(directory)
         if untrusted:
             return untrusted
         handle, probe = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX + "probe-")
