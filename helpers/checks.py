@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArgumentError", "MAX_ARRAY_BYTES", "array_bytes", "choice", "flag", "instance", "integer",
-           "names", "number", "size"]
+__all__ = ["ArgumentError", "MAX_ARRAY_BYTES", "array_bytes", "choice", "flag", "indices", "instance",
+           "integer", "mapping", "names", "number", "size"]
 
 #: The most memory one array made from arguments may take (a synthetic data set): 1 GiB, half
 #: of a Binder session.
@@ -134,3 +134,28 @@ def array_bytes(what: str, shape: tuple[int, ...], itemsize: int,
         raise ArgumentError(
             f"{what} of shape {tuple(int(n) for n in shape)} would take {need / 2**30:,.1f} GiB, "
             f"above the limit of {limit / 2**30:g} GiB; ask for fewer or smaller images")
+
+
+def mapping(name: str, value: Any, types: type | tuple[type, ...], expected: str) -> dict[str, Any]:
+    """``value`` as a dict if it is a non-empty mapping of names to ``types`` (``expected`` says
+    what each value should be), else :class:`ArgumentError`."""
+    if not hasattr(value, "items") or not callable(value.items):
+        raise ArgumentError(f"{name} must be a dict of {{name: {expected}}}, got {_given(value)}")
+    found = dict(value.items())
+    if not found:
+        raise ArgumentError(f"nothing to draw: {name} is empty")
+    for key, item in found.items():
+        if not isinstance(item, types):
+            raise ArgumentError(f"{name}[{key!r}] must be {expected}, got {type(item).__name__}")
+    return found
+
+
+def indices(name: str, value: Any, count: int) -> list[int]:
+    """``value`` as a list of integers in ``0..count - 1`` (a non-empty list or tuple; one int,
+    a float or a string is refused), else :class:`ArgumentError`."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if not isinstance(value, (list, tuple, range)) or not len(value):
+        raise ArgumentError(f"{name} must be a non-empty list of image indices in 0..{count - 1}, "
+                            f"got {_given(value)}")
+    return [integer(f"{name}[{i}]", item, 0, count - 1) for i, item in enumerate(value)]

@@ -99,9 +99,24 @@ def test_gallery_rejects_mismatches(toy):
     images, report = toy
     with pytest.raises(ValueError, match="has maps"):
         plot_localization_gallery(images[:2], {"A": report}, [0])
-    with pytest.raises(IndexError, match=r"indices must be in 0\.\.2"):
+    with pytest.raises(ValueError, match=r"indices\[0\] must be an integer in 0\.\.2, got int 3"):
         plot_localization_gallery(images, {"A": report}, [3])
-    with pytest.raises(ValueError, match="indices is empty"):
-        plot_localization_gallery(images, {"A": report}, [])
+    for bad in ([], 2, [1.5], "01"):  # one int or a float was taken, truncated, or crashed
+        with pytest.raises(ValueError, match=r"indices"):
+            plot_localization_gallery(images, {"A": report}, bad)
     with pytest.raises(ValueError, match="reports is empty"):
         plot_localization_gallery(images, {}, [0])
+    with pytest.raises(TypeError, match=r"reports must be a dict of \{name: a LocalizationReport"):
+        plot_localization_gallery(images, (report,), [0])
+    with pytest.raises(TypeError, match=r"reports\['A'\] must be a LocalizationReport .*got tuple"):
+        plot_localization_gallery(images, {"A": (1, 2)}, [0])
+
+
+def test_threshold_sweep_rejects_what_is_not_a_dict_of_sweeps(toy):
+    _, report = toy
+    with pytest.raises(TypeError, match=r"sweeps must be a dict of \{name: a MaxBoxAccuracy"):
+        plot_threshold_sweep((report.max_box,))
+    with pytest.raises(TypeError, match=r"sweeps\['A'\] must be a MaxBoxAccuracy"):
+        plot_threshold_sweep({"A": report})
+    with pytest.raises(ValueError, match="sweeps is empty"):
+        plot_threshold_sweep({})

@@ -220,6 +220,24 @@ def test_fit_transfer_head_refuses_what_it_cannot_train(lite0, transfer_model):
     softmax_model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
     with pytest.raises(ValueError, match="activation"):
         helpers.fit_transfer_head(softmax_model, images, np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got float 1\.7"):
+        helpers.fit_transfer_head(transfer_model, images, np.array([0, 1, 0]), seed=1.7)
+
+
+def test_the_transfer_functions_name_the_model_they_take(lite0, transfer_model):
+    """The Classifier itself (its pretrained head) or something else: a clear error, not an
+    AttributeError from inside."""
+    from helpers.models.transfer import pooled_features
+
+    images = helpers.make_photo_composites(2, classes=["cat", "rocket"], seed=0).images
+    for call in (lambda m: helpers.fit_transfer_head(m, images, np.array([0, 1])),
+                 lambda m: pooled_features(m, images)):
+        with pytest.raises(TypeError, match=r"takes the Keras model with the new head, built by "
+                                            r"helpers.build_transfer_model"):
+            call(lite0)
+        with pytest.raises(TypeError, match=r"model must be a Keras model with a GAP → Dense "
+                                            r"head .*got tuple"):
+            call((1, 2))
 
 
 def test_a_transfer_model_refuses_photos_on_the_0_1_scale(transfer_model):

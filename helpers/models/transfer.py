@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from helpers.cam import find_cam_head, forward
-from helpers.checks import integer, number
+from helpers.checks import ArgumentError, instance, integer, number
 from helpers.env import set_seed
 from helpers.images import as_images, declare_rgb_input, resize_images, takes_rgb_input, to_rgb_batch
 from helpers.models.classifier import Classifier
@@ -125,6 +125,18 @@ def _dense_input_model(model: keras.Model, head: Any) -> keras.Model:
     return _DENSE_INPUT_MODELS[model]
 
 
+def _head_model(model: Any, caller: str) -> keras.Model:
+    """``model`` if it is a Keras model (its GAP → Dense head is found by the caller); a
+    Classifier is refused by name: its head is the pretrained one, not a new one to train."""
+    if isinstance(model, Classifier):
+        raise ArgumentError(
+            f"{caller} takes the Keras model with the new head, built by "
+            "helpers.build_transfer_model(classifier, num_classes), not the Classifier itself "
+            "(whose head is the pretrained ImageNet one)")
+    return instance("model", model, keras.Model,
+                    "a Keras model with a GAP → Dense head (helpers.build_transfer_model's)")
+
+
 def pooled_features(
     model: keras.Model, images: Any, batch_size: int = 16
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -154,6 +166,7 @@ def pooled_features(
     labels : np.ndarray or None
         ``(N,)`` the batches' labels as int64 for a data set; None for an array.
     """
+    model = _head_model(model, "pooled_features")
     batch_size = integer("batch_size", batch_size, 1)
     if isinstance(images, (str, bytes, PathLike)):
         raise TypeError(
@@ -272,9 +285,11 @@ def fit_transfer_head(
         Labels missing, given twice, out of range or of the wrong shape; a Dense layer with an
         activation; an empty data set.
     """
+    model = _head_model(model, "fit_transfer_head")
     epochs = integer("epochs", epochs, 1)
     batch_size = integer("batch_size", batch_size, 1)
     learning_rate = number("learning_rate", learning_rate, 0.0, low_open=True)
+    seed = integer("seed", seed, 0)
     head = find_cam_head(model)
     if head.dense.activation not in (None, keras.activations.linear):
         raise ValueError(
@@ -301,7 +316,7 @@ def fit_transfer_head(
             f"{targets.min()}..{targets.max()}"
         )
 
-    set_seed(int(seed))
+    set_seed(seed)
     pooled = keras.Input((features.shape[1],), name="pooled")
     head_only = keras.Model(pooled, head.dense(pooled), name="dense_head")  # the same layer
     head_only.compile(

@@ -14,6 +14,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from helpers.checks import indices as checked_indices
+from helpers.checks import mapping
 from helpers.evaluate.localization import LocalizationReport, MaxBoxAccuracy
 from helpers.plots.cam import display_image, draw_box
 
@@ -58,8 +60,8 @@ def plot_threshold_sweep(
     -------
     matplotlib.axes.Axes
     """
-    if not sweeps:
-        raise ValueError("nothing to draw: sweeps is empty")
+    sweeps = mapping("sweeps", sweeps, MaxBoxAccuracy,
+                     "a MaxBoxAccuracy (helpers.max_box_accuracy, or a report's .max_box)")
     for name, sweep in sweeps.items():
         if np.ndim(sweep.accuracies) != 1:
             raise ValueError(f"sweep {name!r} has {len(sweep.iou_thresholds)} IoU thresholds; "
@@ -151,18 +153,14 @@ def plot_localization_gallery(
         array = array[..., 0]
     if array.ndim not in (3, 4):
         raise ValueError(f"images must be (N, H, W[, C]), got shape {np.shape(images)}")
-    if not reports:
-        raise ValueError("nothing to draw: reports is empty")
-    columns = [int(i) for i in indices]
-    if not columns:
-        raise ValueError("nothing to draw: indices is empty")
+    reports = mapping("reports", reports, LocalizationReport,
+                      "a LocalizationReport from helpers.localization_report")
+    columns = checked_indices("indices", indices, array.shape[0])
     for name, report in reports.items():
         if report.cams.shape[0] != array.shape[0] or report.cams.shape[1:] != array.shape[1:3]:
             raise ValueError(
                 f"report {name!r} has maps {report.cams.shape}, images are {array.shape}"
             )
-    if min(columns) < 0 or max(columns) >= array.shape[0]:
-        raise IndexError(f"indices must be in 0..{array.shape[0] - 1}, got {columns}")
 
     figure, axes = plt.subplots(
         len(reports), len(columns), figsize=(size * len(columns), size * 1.25 * len(reports)),
