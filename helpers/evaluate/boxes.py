@@ -167,8 +167,12 @@ def _region_boxes(mask: np.ndarray, euler: int | None = None) -> np.ndarray:
     there are none (the boxes are the same; most thresholded maps have no hole).
     """
     labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    boxes = [(s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1)
-             for s in ndimage.find_objects(labels)]
+    if count == 1:  # the usual case: the region's box is the mask's (cheaper than find_objects)
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        boxes = [(columns[0], rows[0], columns[-1], rows[-1])]
+    else:
+        boxes = [(s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1)
+                 for s in ndimage.find_objects(labels)]
     if euler is not None and count == euler:  # regions - holes == regions: no hole to trace
         return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     zeros, _ = ndimage.label(np.pad(~mask, 1, constant_values=True))  # 4-connected zeros
