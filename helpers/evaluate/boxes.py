@@ -272,8 +272,11 @@ def maps_and_boxes(cams: Any, true_boxes: Any) -> tuple[np.ndarray, np.ndarray]:
     """Check the pair every localisation score takes: maps ``(N, H, W)``, finite and not empty,
     and ``(N, 4)`` inclusive boxes **in the maps' frame** (inside ``W × H``; a box that reaches
     past the maps was drawn for another resolution, e.g. 224-pixel boxes for 7 × 7 maps, and
-    would score 0 without a word). Returns them as float64 arrays."""
-    array = np.asarray(cams, dtype=np.float64)
+    would score 0 without a word). Returns them as floating arrays: float32 maps are kept as
+    they are (no float64 copy of a whole batch: each score converts one map at a time)."""
+    array = np.asarray(cams)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
     if array.ndim != 3:
         raise ValueError(f"cams must be a batch of maps (N, H, W), got shape {array.shape}")
     if len(array) == 0:
