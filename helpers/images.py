@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_images", "declare_rgb_input", "resize_image", "resize_images", "takes_rgb_input",
-           "to_rgb_batch"]
+__all__ = ["as_images", "declare_preprocessed_input", "declare_rgb_input", "model_images",
+           "resize_image", "resize_images", "takes_rgb_input", "to_rgb_batch"]
 
 #: numpy dtype kinds accepted as pixel values: unsigned and signed integers, floating point.
 NUMERIC_KINDS = "uif"
@@ -35,7 +35,7 @@ def _refuse_path(value: Any, where: str) -> None:
         raise TypeError(
             f"{where} is a {type(value).__name__} ({str(value)[:80]!r}), not pixels; read the file "
             "first (e.g. skimage.io.imread(path)) and pass the array, or pass "
-            "helpers.sample_image(name) for a sample photo"
+            "helpers.data.sample_image(name) for a sample photo"
         )
 
 
@@ -249,22 +249,82 @@ def _checked_images(images: Any) -> list[np.ndarray] | np.ndarray:
     return batch
 
 
-#: The attribute a Keras model carries when it takes RGB photos on 0..255 and normalises them
-#: itself (:func:`helpers.build_transfer_model`'s): its images are checked as a Classifier's are.
+#: The attribute a Keras model carries when it was *declared* to take RGB photos on 0..255
+#: (:func:`declare_rgb_input`). It lives on the Python object only: ``model.save`` and
+#: ``keras.models.clone_model`` drop it, so helpers' own models say it with a layer instead.
 RGB_INPUT_ATTRIBUTE = "_gapcam_takes_rgb_0_255"
+#: The class attribute of a layer that takes RGB photos on 0..255 and normalises them
+#: (:class:`helpers.models.transfer.PhotoNormalization`): a model holding one takes photos, and
+#: that survives saving, loading and cloning, because the layer does.
+RGB_LAYER_ATTRIBUTE = "takes_rgb_0_255"
 
 
 def declare_rgb_input(model: Any) -> Any:
     """Mark a Keras model as taking RGB photos on 0..255 (it normalises them itself), so that
     every function given it checks its images' scale (a 0..1 batch is refused, not read as
-    nearly black photos); returns the model."""
+    nearly black photos); returns the model. The mark is lost when the model is saved or
+    cloned; a model whose first step is a :class:`helpers.models.transfer.PhotoNormalization`
+    layer needs no mark."""
     object.__setattr__(model, RGB_INPUT_ATTRIBUTE, True)  # not a tracked Keras attribute
     return model
 
 
 def takes_rgb_input(model: Any) -> bool:
-    """Whether ``model`` was marked with :func:`declare_rgb_input`."""
-    return bool(getattr(model, RGB_INPUT_ATTRIBUTE, False))
+    """Whether ``model`` takes RGB photos on 0..255: it holds a photo-normalising layer (at any
+    depth of nesting), or was marked with :func:`declare_rgb_input`."""
+    if getattr(model, RGB_INPUT_ATTRIBUTE, False):
+        return True
+    pending, seen = [model], set()
+    while pending:
+        layer = pending.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if getattr(type(layer), RGB_LAYER_ATTRIBUTE, False):
+            return True
+        pending.extend(getattr(layer, "layers", None) or ())  # a nested model's layers
+    return False
+
+
+#: The attribute of a classifier's bare network (``clf.model``): the range ``(low, high)`` its
+#: preprocessed inputs span (the classifier's normalisation of 0..255). Photos given to it
+#: directly are refused, not mapped as if they were preprocessed.
+PREPROCESSED_RANGE_ATTRIBUTE = "_gapcam_preprocessed_range"
+
+
+def declare_preprocessed_input(model: Any, low: float, high: float) -> Any:
+    """Mark a Keras model as taking preprocessed images with values in ``[low, high]`` (what its
+    classifier's normalisation makes of 0..255), so that photos passed to it by mistake are
+    refused with a pointer to the classifier; returns the model."""
+    object.__setattr__(model, PREPROCESSED_RANGE_ATTRIBUTE, (float(low), float(high)))
+    return model
+
+
+def model_images(model: Any, images: Any) -> list[np.ndarray] | np.ndarray:
+    """``images`` checked for a Keras ``model``, no conversion: RGB on 0..255
+    (:func:`to_rgb_batch`) for a model that takes photos (:func:`takes_rgb_input`); otherwise
+    in any form :func:`as_images` accepts, and, for a classifier's bare network, within the range
+    of its preprocessed inputs."""
+    if takes_rgb_input(model):
+        return to_rgb_batch(images)
+    source = as_images(images)
+    limits = getattr(model, PREPROCESSED_RANGE_ATTRIBUTE, None)
+    if limits is not None:
+        low, high = limits
+        values = source if isinstance(source, np.ndarray) else np.concatenate(
+            [np.ravel(image) for image in source])
+        if values.size:
+            smallest, largest = float(np.min(values)), float(np.max(values))
+            margin = 0.01 * (high - low)
+            if smallest < low - margin or largest > high + margin:
+                raise ValueError(
+                    f"images have values in [{smallest:.4g}, {largest:.4g}], but the network "
+                    f"{getattr(model, 'name', '?')!r} takes preprocessed images in [{low:.4g}, "
+                    f"{high:.4g}] (photos on 0..255 after its classifier's normalisation). Pass "
+                    "the helpers.Classifier itself (clf, not clf.model), which resizes and "
+                    "normalises photos, or clf.preprocess(photos)."
+                )
+    return source
 
 
 def to_rgb_batch(images: Any) -> list[np.ndarray] | np.ndarray:

@@ -661,3 +661,16 @@ def test_result_indices_are_checked():
             cam.upsample_maps(result.low_res, size)
     with pytest.raises(ValueError, match="NaN"):
         cam.upsample_maps(np.full((2, 2), np.nan), (4, 4))
+
+
+def test_a_classifiers_bare_network_refuses_photos_that_were_not_preprocessed(lite0):
+    """``clf.model`` takes preprocessed images ((x - 127) / 128 for Lite0): photos on 0..255
+    passed to it were mapped as if they were preprocessed, without a word."""
+    photo = helpers.sample_images()["chelsea"]
+    for call in (lambda: helpers.class_activation_maps(lite0.model, photo[None]),
+                 lambda: helpers.grad_cam(lite0.model, [photo])):
+        with pytest.raises(ValueError, match=r"clf, not clf\.model.*clf\.preprocess"):
+            call()
+    preprocessed = lite0.preprocess(photo)
+    np.testing.assert_allclose(helpers.class_activation_maps(lite0.model, preprocessed).low_res,
+                               helpers.class_activation_maps(lite0, photo).low_res, atol=1e-5)

@@ -213,3 +213,23 @@ def test_two_threads_on_one_model_build_its_programs_once(images):
     before = _engine.counters["builds"]
     cam.activation_maps(alone, images, classes="all")
     assert _engine.counters["builds"] - before == once, "two threads built more than one does"
+
+
+def test_a_loop_over_requests_keeps_a_bounded_number_of_programs(images):
+    """One program is made per distinct request (here each ``top_k``); before, every one was
+    kept for as long as the model lived. The least recently used go; what is used stays."""
+    from helpers._engine import compile as compiling
+
+    limit = compiling.MAX_PROGRAMS_PER_MODEL
+    inputs = keras.Input((20, 20, 3))
+    features = keras.layers.Conv2D(4, 3, name="features")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(limit + 8)(
+        keras.layers.GlobalAveragePooling2D()(features)))
+    before = compiling.counters["evictions"]
+    for top_k in range(1, limit + 8):
+        assert cam.activation_maps(model, images, top_k=top_k).low_res.shape[1] == top_k
+    assert compiling.cached_count(model) <= limit
+    assert compiling.counters["evictions"] > before
+    builds = compiling.counters["builds"]
+    cam.activation_maps(model, images, top_k=limit + 7)
+    assert compiling.counters["builds"] == builds  # the latest request is still cached

@@ -224,6 +224,17 @@ def test_photos_with_the_same_name_in_different_folders_are_all_kept(tmp_path):
     assert list(again) == ["001", "001.jpg", "001.png", "001.png (2)"]
 
 
+def test_load_images_names_the_current_folder_by_its_name(tmp_path, monkeypatch):
+    """A bare "001.jpg" beside "x/001.jpg": the current folder is named as it is called, never
+    an empty name ("/001")."""
+    (tmp_path / "x").mkdir()
+    for path in (tmp_path / "001.jpg", tmp_path / "x" / "001.jpg"):
+        Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(path)
+    monkeypatch.chdir(tmp_path)
+    images = load_images(["001.jpg", "x/001.jpg"])
+    assert list(images) == [f"{tmp_path.name}/001", "x/001"]
+
+
 def test_an_image_larger_than_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
     from helpers.data import files
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers.images import resize_image
+from helpers.images import resize_image, resize_images
 from helpers.data.composites import BACKGROUNDS, OBJECT_CROPS, object_crop
 from helpers.models.transfer import pooled_features
 
@@ -251,8 +251,66 @@ def test_a_transfer_model_refuses_photos_on_the_0_1_scale(transfer_model):
                  lambda: helpers.grad_cam(transfer_model, list(unit))):
         with pytest.raises(ValueError, match=r"0\.\.1.*255"):
             call()
-    built_by_hand = keras.Model(transfer_model.input, transfer_model.output)  # no such promise
-    assert helpers.class_activation_maps(built_by_hand, unit).low_res.shape == (3, 1, 7, 7)
+    # The promise is the PhotoNormalization layer's, so a model built from it keeps it ...
+    built_by_hand = keras.Model(transfer_model.input, transfer_model.output)
+    with pytest.raises(ValueError, match=r"0\.\.1.*255"):
+        helpers.class_activation_maps(built_by_hand, unit)
+    # ... and a model without it takes its inputs in any range.
+    after_normalize = keras.Input((224, 224, 3))
+    layers = transfer_model.layers[2:]  # base, gap, classes
+    outputs = after_normalize
+    for layer in layers:
+        outputs = layer(outputs)
+    no_promise = keras.Model(after_normalize, outputs)
+    assert helpers.class_activation_maps(no_promise, unit).low_res.shape == (3, 1, 7, 7)
+
+
+def test_the_photo_check_survives_save_load_and_clone(transfer_model, tmp_path):
+    """Before, the check was a mark on the Python object: a saved and loaded (or cloned)
+    transfer model mapped images / 255 without a word. The layer carries it now."""
+    from helpers.images import takes_rgb_input
+
+    path = tmp_path / "transfer.keras"
+    transfer_model.save(path)
+    loaded = keras.saving.load_model(path)
+    cloned = keras.models.clone_model(transfer_model)
+    images = helpers.make_photo_composites(2, classes=["cat", "rocket"], seed=0).images
+    for model in (loaded, cloned):
+        assert takes_rgb_input(model)
+        with pytest.raises(ValueError, match=r"0\.\.1.*255"):
+            helpers.class_activation_maps(model, images.astype(np.float32) / 255)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(images.astype(np.float32))),
+        keras.ops.convert_to_numpy(transfer_model(images.astype(np.float32))), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50", "vgg16"])
+def test_photo_normalization_is_the_classifiers_preprocessing(name):
+    """The layer's per-channel scale, offset and channel order are each classifier's own
+    normalisation (Keras's caffe mode for ResNet-50 and VGG-16), on every pixel value."""
+    from helpers.models.applications import KERAS_APPLICATIONS
+    from helpers.models.lite0 import normalize_lite0
+    from helpers.models.transfer import _NORMALIZATIONS, PhotoNormalization
+
+    normalize = normalize_lite0 if name == "efficientnet_lite0" else KERAS_APPLICATIONS[name][3]
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)).astype(np.float32)
+    pixels[0, 0, 0], pixels[0, 0, 1] = 0, 255
+    layer = PhotoNormalization(*_NORMALIZATIONS[name])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(pixels)),
+                               normalize(pixels.copy()), atol=1e-4)
+
+
+def test_fit_transfer_head_says_which_labels_go_with_which_images(lite0, transfer_model):
+    """A data set carries its labels; photos need theirs. Before: a data set with labels was
+    read as photos, and photos without labels as a data set ("pass labels=None")."""
+    photos = list(helpers.sample_images().values())[:2]
+    dataset = iter([(resize_images(photos, (224, 224)),
+                     np.array([0, 1]))])
+    with pytest.raises(TypeError, match=r"data set of \(images, labels\).*labels=None"):
+        helpers.fit_transfer_head(transfer_model, dataset, np.array([0, 1]))
+    for unlabelled in (photos, dict(zip("ab", photos))):
+        with pytest.raises(ValueError, match="pass their labels too"):
+            helpers.fit_transfer_head(transfer_model, unlabelled)
 
 
 def test_fit_transfer_head_takes_a_list_of_photos_with_labels(lite0):

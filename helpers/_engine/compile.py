@@ -12,7 +12,7 @@ import contextlib
 import functools
 import threading
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,8 +21,8 @@ import keras
 from helpers._engine.graph import FoldedConvBatchNorm, all_layers, fold_batch_norm
 
 __all__ = [
-    "PRECISIONS", "cached", "compile_function", "compiled_forward", "counters", "folding",
-    "inference_model", "network_program", "traced",
+    "MAX_PROGRAMS_PER_MODEL", "PRECISIONS", "cached", "cached_count", "compile_function",
+    "compiled_forward", "counters", "folding", "inference_model", "network_program", "traced",
 ]
 
 #: Precisions of the network pass: float32, or Keras mixed precision (16-bit compute, float32
@@ -54,16 +54,34 @@ def folding(enabled: bool) -> Iterator[None]:
         _FOLD["enabled"] = previous
 
 
+#: The most programs kept per model: a program is made per distinct request (``top_k``, output
+#: size, layer, precision), so a loop over requests would otherwise keep one program (and, on
+#: TensorFlow, its graph) per value for as long as the model lives. The least recently used goes.
+MAX_PROGRAMS_PER_MODEL = 24
+
+
 def cached(model: keras.Model, key: Any, build: Callable[[], Any]) -> Any:
-    """The engine's one cache: ``build()`` once per ``model`` (weakly held) and ``key``.
-    The folding switch is part of every key."""
+    """The engine's one cache: ``build()`` once per ``model`` (weakly held) and ``key``, at most
+    :data:`MAX_PROGRAMS_PER_MODEL` per model (least recently used dropped first; counted as
+    ``evictions``). The folding switch is part of every key."""
     with _LOCK:
-        per_model = _CACHE.setdefault(model, {})
+        programs = _CACHE.setdefault(model, {}).setdefault("programs", OrderedDict())
         full_key = (key, _FOLD["enabled"])
-        if full_key not in per_model:
-            per_model[full_key] = build()
+        if full_key in programs:
+            programs.move_to_end(full_key)
+        else:
+            programs[full_key] = build()
             counters["builds"] += 1
-        return per_model[full_key]
+            while len(programs) > MAX_PROGRAMS_PER_MODEL:
+                programs.popitem(last=False)
+                counters["evictions"] += 1
+        return programs[full_key]
+
+
+def cached_count(model: keras.Model) -> int:
+    """How many programs are cached for ``model`` now."""
+    with _LOCK:
+        return len(_CACHE.get(model, {}).get("programs", ()))
 
 
 def inference_model(model: keras.Model, store: dict | None = None) -> keras.Model:

@@ -14,7 +14,7 @@ import numpy as np
 from helpers._engine.graph import all_layers, graph_endpoints
 from helpers._engine.heads import is_classifier, keras_model_of
 from helpers.checks import integer
-from helpers.images import as_images, resize_images, takes_rgb_input, to_rgb_batch
+from helpers.images import model_images, resize_images, to_rgb_batch
 
 __all__ = ["Classes", "Images", "class_names", "image_source", "resolve_classes"]
 
@@ -61,8 +61,9 @@ def image_source(model: Any, images: Any) -> Images:
         source = to_rgb_batch(images)
         return Images(model, source, (*model.input_size, 3))
     # A model that normalises RGB 0..255 itself (a transfer model) gets its photos checked as a
-    # Classifier's are: a 0..1 batch would otherwise pass as nearly black photos.
-    source = to_rgb_batch(images) if takes_rgb_input(keras_model_of(model)) else as_images(images)
+    # Classifier's are (a 0..1 batch would otherwise pass as nearly black photos); a classifier's
+    # bare network refuses photos that were not preprocessed.
+    source = model_images(keras_model_of(model), images)
     for image in source:
         if not np.issubdtype(image.dtype, np.integer) and not np.all(np.isfinite(image)):
             raise ValueError("images contain NaN or infinite values")

@@ -228,10 +228,15 @@ def load_images(source: str | os.PathLike | Iterable[str | os.PathLike]) -> dict
         raise TypeError(
             f"source must be a folder or a list of paths, got {type(source).__name__}"
         )
+    folders: dict[str, set[Path]] = {}  # stem → the folders it is found in (one pass)
+    for path in paths:
+        folders.setdefault(path.stem, set()).add(path.parent)
     images: dict[str, np.ndarray] = {}
     for path in paths:
-        folders = {p.parent for p in paths if p.stem == path.stem}
-        prefix = f"{path.parent.name}/" if len(folders) > 1 else ""  # one folder per class
+        # One folder per class: "cat/001", "dog/001". The current folder (a bare "001.jpg")
+        # is named by what it is called, never "/001".
+        folder = path.parent.name or path.resolve().parent.name
+        prefix = f"{folder}/" if len(folders[path.stem]) > 1 and folder else ""
         key = prefix + path.stem if prefix + path.stem not in images else prefix + path.name
         images[unique_name(key, images)] = load_image(path)
     return images

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from helpers.checks import integer
-from helpers.images import resize_images, to_rgb_batch
+from helpers.images import declare_preprocessed_input, resize_images, to_rgb_batch
 from helpers.models.applications import KERAS_APPLICATIONS, OfflineError, load_keras_application
 from helpers.models.imagenet import imagenet_class_name
 from helpers.models.lite0 import load_efficientnet_lite0, normalize_lite0
@@ -148,6 +148,8 @@ def load_classifier(name: str = "efficientnet_lite0", weights: str | None = "ima
         model = load_keras_application(name, weights)
         normalize = KERAS_APPLICATIONS[name][3]
     height, width = (int(d) for d in model.input_shape[1:3])
+    extremes = normalize(np.array([[[[0.0, 0.0, 0.0], [255.0, 255.0, 255.0]]]], np.float32))
+    declare_preprocessed_input(model, float(np.min(extremes)), float(np.max(extremes)))
     return Classifier(
         name=name,
         model=model,

@@ -19,6 +19,7 @@ epoch. The trained layer is the model's own layer, so the model is trained too.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from os import PathLike
 from typing import Any
 
@@ -28,17 +29,63 @@ import numpy as np
 from helpers.cam import find_cam_head, forward
 from helpers.checks import ArgumentError, instance, integer, number
 from helpers.env import set_seed
-from helpers.images import as_images, declare_rgb_input, resize_images, takes_rgb_input, to_rgb_batch
+from helpers.images import declare_rgb_input, model_images, resize_images, takes_rgb_input
 from helpers.models.classifier import Classifier
 
-__all__ = ["build_transfer_model", "fit_transfer_head", "pooled_features"]
+__all__ = ["PhotoNormalization", "build_transfer_model", "fit_transfer_head", "pooled_features"]
+
+
+#: Per-channel ``(scale, offset, reverse_channels)`` of each classifier's input normalisation:
+#: EfficientNet-Lite0's ``(x - 127) / 128``; Keras's "caffe" mode for ResNet-50 and VGG-16
+#: (RGB to BGR, minus the ImageNet means), as ``keras.applications.*.preprocess_input``.
+_NORMALIZATIONS = {
+    "efficientnet_lite0": ((1 / 128.0,) * 3, (-127 / 128.0,) * 3, False),
+    "resnet50": ((1.0,) * 3, (-103.939, -116.779, -123.68), True),
+    "vgg16": ((1.0,) * 3, (-103.939, -116.779, -123.68), True),
+}
+
+
+@keras.saving.register_keras_serializable(package="helpers")
+class PhotoNormalization(keras.layers.Layer):
+    """RGB photos on 0..255 → a pretrained network's input scale, per channel:
+    ``x[..., ::-1]`` if ``reverse_channels``, then ``x * scale + offset``.
+
+    A model that holds this layer takes photos, and every helpers function given it checks
+    that they are RGB on 0..255 (:func:`helpers.images.takes_rgb_input`). The layer is saved,
+    loaded and cloned with the model, so the check is too."""
+
+    takes_rgb_0_255 = True  # read by helpers.images.takes_rgb_input
+
+    def __init__(self, scale: Any, offset: Any, reverse_channels: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.scale = [float(value) for value in scale]
+        self.offset = [float(value) for value in offset]
+        self.reverse_channels = bool(reverse_channels)
+        if len(self.scale) != 3 or len(self.offset) != 3:
+            raise ValueError(f"scale and offset must have 3 values (R, G, B); got "
+                             f"{len(self.scale)} and {len(self.offset)}")
+
+    def call(self, images: Any) -> Any:
+        if self.reverse_channels:
+            images = keras.ops.flip(images, axis=-1)
+        scale = keras.ops.convert_to_tensor(self.scale, dtype=images.dtype)
+        offset = keras.ops.convert_to_tensor(self.offset, dtype=images.dtype)
+        return images * scale + offset
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset,
+                "reverse_channels": self.reverse_channels}
 
 
 def _normalization_layer(classifier: Classifier) -> keras.layers.Layer:
     """The classifier's input normalisation as a layer: 0..255 RGB → what its model expects."""
-    if classifier.name == "efficientnet_lite0":  # (x - 127) / 128, as helpers.models.lite0 does
-        return keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalize")
-    return keras.layers.Lambda(classifier.normalize, name="normalize")
+    if classifier.name in _NORMALIZATIONS:
+        scale, offset, reverse = _NORMALIZATIONS[classifier.name]
+        return PhotoNormalization(scale, offset, reverse, name="normalize")
+    return keras.layers.Lambda(classifier.normalize, name="normalize")  # marked, see below
 
 
 def build_transfer_model(
@@ -107,7 +154,10 @@ def build_transfer_model(
         kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)),
         name="classes",
     )(pooled)  # S = F w + b: (B, num_classes)
-    return declare_rgb_input(keras.Model(images, logits, name=name))  # photos' scale is checked
+    model = keras.Model(images, logits, name=name)
+    # Photos' scale is checked: said by the PhotoNormalization layer (kept by save, load and
+    # clone), or by a mark on this object for another classifier's Lambda layer.
+    return model if takes_rgb_input(model) else declare_rgb_input(model)
 
 
 _DENSE_INPUT_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = (
@@ -178,11 +228,8 @@ def pooled_features(
     network = forward(dense_input)  # compiled once per model, BatchNorm folded
     expected = tuple(model.inputs[0].shape[1:])
 
-    check_scale = takes_rgb_input(model)
-
     def run(batch: np.ndarray) -> np.ndarray:
-        if check_scale:
-            to_rgb_batch(batch)  # RGB 0..255, as the model normalises them itself
+        model_images(model, batch)  # RGB 0..255 for a model that normalises; preprocessed else
         fits = batch.ndim == 4 and all(e in (None, d) for e, d in zip(expected, batch.shape[1:]))
         if not fits:
             raise ValueError(
@@ -223,7 +270,7 @@ def pooled_features(
 def _as_batch(model: keras.Model, images: Any) -> np.ndarray:
     """Photos in any form :func:`helpers.images.as_images` takes (a list, a dict, one photo),
     each resized whole to the model's input size: one array ``(N, H, W, 3)``."""
-    source = to_rgb_batch(images) if takes_rgb_input(model) else as_images(images)
+    source = model_images(model, images)
     if isinstance(source, np.ndarray):
         return source
     height, width = tuple(model.inputs[0].shape[1:3])
@@ -297,9 +344,22 @@ def fit_transfer_head(
             f"{getattr(head.dense.activation, '__name__', head.dense.activation)!r}; "
             "fit_transfer_head trains Dense layers that output logits (no activation)"
         )
+    photos = isinstance(images, (np.ndarray, list, tuple, Mapping))
+    if labels is not None and not photos:
+        raise TypeError(
+            f"images is a {type(images).__name__}, read as a data set of (images, labels) "
+            "batches, which carries its own labels, and labels were given too. Pass labels=None "
+            "with a data set, or pass the photos (an array (N, H, W, 3), a list or a dict) with "
+            "their labels (N,)"
+        )
+    batches = isinstance(images, (list, tuple)) and all(
+        isinstance(item, (list, tuple)) and len(item) == 2 for item in images)
+    if labels is None and photos and not batches:
+        raise ValueError(
+            f"images is a {type(images).__name__} of photos: pass their labels too, an integer "
+            "array (N,); labels=None is for a data set of (images, labels) batches"
+        )
     is_array = labels is not None or isinstance(images, np.ndarray)
-    if is_array and labels is None:
-        raise ValueError("images is an array: pass its labels too (N,)")
     if is_array and not isinstance(images, np.ndarray):  # a list or dict of photos, with labels
         images = _as_batch(model, images)
 
