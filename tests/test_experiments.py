@@ -13,6 +13,13 @@ import helpers
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def code_of(notebook: str) -> str:
+    """A notebook's code cells, whitespace runs folded to one space."""
+    cells = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
+    return " ".join("\n".join("".join(cell["source"]) for cell in cells
+                              if cell["cell_type"] == "code").split())
+
+
 @pytest.fixture(scope="module")
 def protocols(load_script):
     return load_script("experiments/notebook04_protocols.py")
@@ -25,9 +32,13 @@ def test_its_notebook_run_is_the_notebooks_protocol(protocols):
     seed, train_seed, test_seed, epochs, batch_size = protocols.RUNS["notebook"]
     assert f"EPOCHS, BATCH_SIZE, LEARNING_RATE = {epochs}, {batch_size}, 3e-3" in source
     assert protocols.LEARNING_RATE == 3e-3
-    assert f'make_digit_canvases(3000, split="train", seed={train_seed}' in source
-    assert f'make_digit_canvases(1000, split="test", seed={test_seed}' in source
-    assert f"poolings=POOLINGS, seed={seed})" in source and f"helpers.set_seed({seed})" in source
+    assert f"TRAIN_SEED, TEST_SEED = {train_seed}, {test_seed}" in source
+    assert 'make_digit_canvases(3000, split="train", seed=TRAIN_SEED' in source
+    assert 'make_digit_canvases(1000, split="test", seed=TEST_SEED' in source
+    assert f"MODEL_SEED = {seed} " in source and "poolings=POOLINGS, seed=MODEL_SEED)" in source
+    assert "helpers.set_seed(MODEL_SEED)" in source
+    assert (f"NOTEBOOK_SETTINGS = ({seed}, {train_seed}, {test_seed}, {epochs}, {batch_size}, 3e-3)"
+            in source)
     assert f"WIDTHS, POOLINGS = {protocols.WIDTHS}, {protocols.POOLINGS}" in source
     options = ", ".join(f"{key}={value!r}".replace("'", '"')
                         for key, value in protocols.CANVAS_OPTIONS.items())
@@ -95,9 +106,7 @@ def scorecam06(load_script):
 
 
 def test_notebook06_scorecam_images_are_the_notebooks(scorecam06):
-    notebook = json.loads((ROOT / "notebooks/06_which_map_to_trust.ipynb").read_text())
-    source = " ".join("\n".join("".join(cell["source"]) for cell in notebook["cells"]
-                                if cell["cell_type"] == "code").split())
+    source = code_of("06_which_map_to_trust.ipynb")
     assert f'names = {list(scorecam06.PHOTOS)!r}'.replace("'", '"') in source
     assert (f"make_photo_composites({scorecam06.COMPOSITE_COUNT}, split=\"test\", "
             f"seed={scorecam06.COMPOSITE_SEED})") in source
@@ -128,11 +137,12 @@ def test_notebook06_scorecam_smoke_run_records_the_maps_score_cam_makes(scorecam
 
 def test_every_record_loads_and_an_unknown_name_lists_them():
     names = sorted(path.stem for path in (ROOT / "helpers/data/records").glob("*.json"))
-    assert names == ["notebook04_protocols", "notebook06_scorecam", "notebook06_seeds"]
+    assert names == ["notebook02_seeds", "notebook02_seeds_jax", "notebook04_protocols",
+                     "notebook06_scorecam", "notebook06_seeds"]
     for name in names:
         assert "runs" in helpers.data.recorded(name) or "maps" in helpers.data.recorded(name)
     for bad in ("notebook07", "../pyproject", None):
-        with pytest.raises(ValueError, match="notebook04_protocols, notebook06_scorecam"):
+        with pytest.raises(ValueError, match="notebook02_seeds, notebook02_seeds_jax"):
             helpers.data.recorded(bad)
 
 
@@ -140,4 +150,45 @@ def test_the_records_are_package_data_and_each_experiment_writes_its_own():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"helpers.data" = ["records/*.json"]' in pyproject
     for script in (ROOT / "experiments").glob("notebook*.py"):
-        assert f'ROOT / "helpers/data/records/{script.stem}.json"' in script.read_text(), script
+        text = script.read_text()
+        assert (f'ROOT / "helpers/data/records/{script.stem}.json"' in text
+                or f'_record.parse("{script.stem}"' in text), script
+
+
+@pytest.fixture(scope="module")
+def seeds02(load_script):
+    return load_script("experiments/notebook02_seeds.py")
+
+
+def test_notebook02_runs_are_the_notebooks_recipe(seeds02):
+    source = code_of("02_global_average_pooling.ipynb")
+    assert seeds02.SEEDS[0] == 42 and "MODEL_SEED = 42" in source and "NOTEBOOK_SEED = 42" in source
+    assert (f"CANVAS, DIGIT_SIZE, JITTER = {seeds02.CANVAS}, {seeds02.DIGIT_SIZE}, "
+            f"{seeds02.JITTER}") in source
+    assert (f"EPOCHS, BATCH_SIZE, LEARNING_RATE = {seeds02.EPOCHS}, {seeds02.BATCH_SIZE}, 3e-3"
+            in source) and seeds02.LEARNING_RATE == 3e-3
+    assert f"make_digit_canvases({seeds02.TRAIN_SIZE}, " in source
+    assert f"make_digit_canvases({seeds02.TEST_SIZE}, positions=\"random\"" in source
+    assert f"make_digit_canvases({seeds02.SHIFT_SIZE}, " in source
+    assert "SHIFTS = list(range(0, 13, 2))" in source and seeds02.SHIFTS == tuple(range(0, 13, 2))
+    for name, backend in (("notebook02_seeds", "tensorflow"), ("notebook02_seeds_jax", "jax")):
+        record = helpers.data.recorded(name)
+        assert record["keras_backend"] == backend and record["epochs"] == seeds02.EPOCHS
+        assert list(record["runs"]) == [str(seed) for seed in seeds02.SEEDS]
+
+
+@pytest.mark.slow
+def test_notebook02_smoke_run_writes_every_score(seeds02, tmp_path):
+    output = tmp_path / "seeds02.json"
+    report = seeds02.main(["--smoke", "--output", str(output)])
+    assert json.loads(output.read_text()) == json.loads(json.dumps(report, default=float))
+    assert list(report["runs"]) == ["42", "43"] and report["epochs"] == 1
+    for run in report["runs"].values():
+        assert set(run) == {"flatten", "gap"}
+        for scores in run.values():
+            assert len(scores["shifts"]) == len(seeds02.SHIFTS)
+            for key in ("train", "centred test", "anywhere", "first-epoch centred test"):
+                assert 0.0 <= scores[key] <= 1.0, key
+        assert 0.0 <= run["gap"]["peak on digit"] <= 1.0
+        assert np.isfinite(run["flatten"]["evidence moved"])
+    assert report["command"].endswith("--smoke --output " + str(output))
