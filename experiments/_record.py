@@ -27,7 +27,8 @@ def parse(name: str, doc: str, smoke_help: str, argv: list[str] | None) -> argpa
     return arguments
 
 
-def write(name: str, argv: list[str] | None, output: Path, fields: dict[str, Any]) -> dict[str, Any]:
+def write(name: str, argv: list[str] | None, output: Path, fields: dict[str, Any],
+          indent: int = 2) -> dict[str, Any]:
     """The record: the command that made it, when, on which Keras backend, then ``fields``;
     written to ``output`` as JSON and returned."""
     import helpers  # noqa: F401 - first: it imports Keras without TensorFlow's start-up lines
@@ -40,6 +41,6 @@ def write(name: str, argv: list[str] | None, output: Path, fields: dict[str, Any
         **fields,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2, default=float))
+    output.write_text(json.dumps(report, indent=indent, default=float))
     print(f"written: {output}")
     return report

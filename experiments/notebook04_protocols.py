@@ -24,16 +24,14 @@ and prints one line per run and head.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _record  # noqa: E402
+
 
 #: name → (model and training seed, train canvases seed, test canvases seed, epochs, batch size)
 RUNS = {
@@ -92,16 +90,9 @@ def run(seed: int, train_seed: int, test_seed: int, epochs: int, batch_size: int
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="200 training and 100 test canvases, 1 epoch, two runs")
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "helpers/data/records/notebook04_protocols.json")
-    arguments = parser.parse_args(argv)
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("GAPCAM_OFFLINE", "1")
+    arguments = _record.parse("notebook04_protocols", __doc__,
+                              "200 training and 100 test canvases, 1 epoch, two runs", argv)
     import helpers  # noqa: F401 - first: it imports Keras without TensorFlow's start-up lines
-    import keras
 
     runs = ({name: (*RUNS[name][:3], 1, RUNS[name][4]) for name in ("notebook", "seed 43")}
             if arguments.smoke else RUNS)
@@ -118,11 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"(zhou) {s['zhou_max_box_acc']:.3f} (tau {s['zhou_best_tau']:.2f}), box/true "
                   f"area {s['median_box_over_true_area']:.2f}, {s['training_seconds']:.0f} s",
                   flush=True)
-    report = {
-        "command": " ".join(["experiments/notebook04_protocols.py",
-                             *(sys.argv[1:] if argv is None else argv)]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "keras_backend": keras.backend.backend(), "keras": keras.__version__,
+    return _record.write("notebook04_protocols", argv, arguments.output, {
         "train_canvases": sizes[0], "test_canvases": sizes[1], "tau": TAU,
         "scores": {"max_box_acc": "MaxBoxAccV2, Choe et al.'s protocol (min-max maps, tau every "
                                   "0.01, best of all boxes, mean over IoU 0.3/0.5/0.7)",
@@ -134,11 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "pointing": "pointing game, 15 px (Zhang et al.)",
                    "pointing_in_box": "pointing game, tolerance 0"},
         "runs": results,
-    }
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(report, indent=2, default=float))
-    print(f"written: {arguments.output}")
-    return report
+    })
 
 
 if __name__ == "__main__":

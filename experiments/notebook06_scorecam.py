@@ -17,16 +17,14 @@ Writes helpers/data/records/notebook06_scorecam.json (committed: the notebook re
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _record  # noqa: E402
+
 
 #: The sample photos, then how many of the notebook's 13 test composites (seed 2).
 PHOTOS = ("chelsea", "coffee", "motorcycle", "astronaut")
@@ -53,16 +51,9 @@ def images_and_classes(smoke: bool = False) -> tuple[list[str], list[Any], Any, 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="one image, trained and one re-initialisation: the code path")
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "helpers/data/records/notebook06_scorecam.json")
-    arguments = parser.parse_args(argv)
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("GAPCAM_OFFLINE", "1")
+    arguments = _record.parse("notebook06_scorecam", __doc__,
+                              "one image, trained and one re-initialisation: the code path", argv)
     import helpers
-    import keras
 
     names, images, classifier, class_ids = images_and_classes(arguments.smoke)
     every_layer = [layer.name for layer in classifier.model.layers if layer.weights]
@@ -83,20 +74,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             maps[weighting][config] = low_res.tolist()
             print(f"{config:<10s} {weighting:<12s} {time.perf_counter() - start:6.0f} s",
                   flush=True)
-    report = {
-        "command": " ".join(["experiments/notebook06_scorecam.py",
-                             *(sys.argv[1:] if argv is None else argv)]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "keras_backend": keras.backend.backend(), "keras": keras.__version__,
+    return _record.write("notebook06_scorecam", argv, arguments.output, {
         "layer": "top_relu", "images": names, "class_ids": class_ids[:, 0].tolist(),
         "configs": {name: list(value) if value else None for name, value in configs.items()},
         "seconds": round(time.perf_counter() - start),
         "maps": maps,  # weighting → config → (N, 7, 7) low_res, before any ReLU
-    }
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(report, indent=1))
-    print(f"written: {arguments.output}")
-    return report
+    }, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,13 @@ Writes helpers/data/records/notebook06_seeds.json (committed: the notebook reads
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _record  # noqa: E402
+
 
 #: name → (training composites seed, test composites seed, head seed)
 RUNS = {
@@ -76,15 +74,8 @@ def run(train_seed: int, test_seed: int, head_seed: int, train_size: int, test_s
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="two runs on small sets")
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "helpers/data/records/notebook06_seeds.json")
-    arguments = parser.parse_args(argv)
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("GAPCAM_OFFLINE", "1")
+    arguments = _record.parse("notebook06_seeds", __doc__, "two runs on small sets", argv)
     import helpers  # noqa: F401 - first: it imports Keras without TensorFlow's start-up lines
-    import keras
 
     runs = {name: RUNS[name] for name in ("notebook", "seeds 11/12/1")} if arguments.smoke \
         else RUNS
@@ -97,17 +88,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{name:<15s} {method:<17s} GT-known {s['gt_known']:.3f}, MaxBoxAcc "
                   f"{s['max_box_acc']:.3f} (tau {s['best_tau']:.2f}), pointing {s['pointing']:.3f}",
                   flush=True)
-    report = {
-        "command": " ".join(["experiments/notebook06_seeds.py",
-                             *(sys.argv[1:] if argv is None else argv)]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "keras_backend": keras.backend.backend(), "keras": keras.__version__,
+    return _record.write("notebook06_seeds", argv, arguments.output, {
         "train_composites": sizes[0], "test_composites": sizes[1], "runs": results,
-    }
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(report, indent=2, default=float))
-    print(f"written: {arguments.output}")
-    return report
+    })
 
 
 if __name__ == "__main__":
