@@ -159,3 +159,16 @@ def indices(name: str, value: Any, count: int) -> list[int]:
         raise ArgumentError(f"{name} must be a non-empty list of image indices in 0..{count - 1}, "
                             f"got {_given(value)}")
     return [integer(f"{name}[{i}]", item, 0, count - 1) for i, item in enumerate(value)]
+
+
+def labels(name: str, value: Any, count: int, num_classes: int) -> np.ndarray:
+    """``value`` as ``count`` integer class ids in ``0..num_classes - 1`` (an array or a list of
+    ints; booleans, floats and other lengths are refused), else :class:`ArgumentError`."""
+    array = np.asarray(value) if isinstance(value, (np.ndarray, list, tuple, range)) else None
+    if array is None or array.shape != (count,) or array.dtype.kind not in "iu":
+        raise ArgumentError(f"{name} must be {count} integer class ids (one per image), got "
+                            f"{_given(value)}")
+    if count and (array.min() < 0 or array.max() >= num_classes):
+        raise ArgumentError(f"{name} must lie in 0..{num_classes - 1}, got "
+                            f"{array.min()}..{array.max()}")
+    return array.astype(np.int64)

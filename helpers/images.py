@@ -292,23 +292,55 @@ def takes_rgb_input(model: Any) -> bool:
 PREPROCESSED_RANGE_ATTRIBUTE = "_gapcam_preprocessed_range"
 
 
+#: The networks declared with :func:`declare_preprocessed_input`, by their first weights (see
+#: :func:`_fingerprint`): a clone with the same weights, the network saved and loaded, or a
+#: model that wraps it is the same network and takes the same inputs.
+_PREPROCESSED_NETWORKS: dict[tuple, tuple[float, float]] = {}
+
+
+def _fingerprint(model: Any) -> tuple | None:
+    """A key of ``model``'s first weight tensor (shape and a hash of its values; the stem
+    convolution of a classifier's network), or None for a model without weights."""
+    import hashlib
+
+    weights = getattr(model, "weights", None)
+    if not weights:
+        return None
+    values = np.ascontiguousarray(np.asarray(weights[0]))
+    return values.shape, hashlib.sha256(values.tobytes()).hexdigest()
+
+
 def declare_preprocessed_input(model: Any, low: float, high: float) -> Any:
     """Mark a Keras model as taking preprocessed images with values in ``[low, high]`` (what its
     classifier's normalisation makes of 0..255), so that photos passed to it by mistake are
-    refused with a pointer to the classifier; returns the model."""
+    refused with a pointer to the classifier; returns the model. The network is known by its
+    weights, so a clone with the same weights, a saved and loaded copy, or a model wrapping it
+    is checked too."""
     object.__setattr__(model, PREPROCESSED_RANGE_ATTRIBUTE, (float(low), float(high)))
+    key = _fingerprint(model)
+    if key is not None:
+        _PREPROCESSED_NETWORKS[key] = (float(low), float(high))
     return model
+
+
+def _preprocessed_range(model: Any) -> tuple[float, float] | None:
+    limits = getattr(model, PREPROCESSED_RANGE_ATTRIBUTE, None)
+    if limits is None and _PREPROCESSED_NETWORKS:
+        limits = _PREPROCESSED_NETWORKS.get(_fingerprint(model))
+    return limits
 
 
 def model_images(model: Any, images: Any) -> list[np.ndarray] | np.ndarray:
     """``images`` checked for a Keras ``model``, no conversion: RGB on 0..255
     (:func:`to_rgb_batch`) for a model that takes photos (:func:`takes_rgb_input`); otherwise
-    in any form :func:`as_images` accepts, and, for a classifier's bare network, within the range
-    of its preprocessed inputs."""
+    in any form :func:`as_images` accepts, and, for a classifier's bare network, preprocessed:
+    within the range of its preprocessed inputs, and not photos (a network whose inputs are
+    negative where a photo is dark refuses images with no negative value: photos on 0..255 or
+    0..1, read as preprocessed, would be mapped without a word)."""
     if takes_rgb_input(model):
         return to_rgb_batch(images)
     source = as_images(images)
-    limits = getattr(model, PREPROCESSED_RANGE_ATTRIBUTE, None)
+    limits = _preprocessed_range(model)
     if limits is not None:
         low, high = limits
         values = source if isinstance(source, np.ndarray) else np.concatenate(
@@ -316,11 +348,17 @@ def model_images(model: Any, images: Any) -> list[np.ndarray] | np.ndarray:
         if values.size:
             smallest, largest = float(np.min(values)), float(np.max(values))
             margin = 0.01 * (high - low)
-            if smallest < low - margin or largest > high + margin:
+            outside = smallest < low - margin or largest > high + margin
+            if outside or (low < 0.0 and smallest >= 0.0):
+                reason = (f"the network {getattr(model, 'name', '?')!r} takes preprocessed "
+                          f"images in [{low:.4g}, {high:.4g}] (photos on 0..255 after its "
+                          "classifier's normalisation)" if outside else
+                          f"they have no value below 0, and the network "
+                          f"{getattr(model, 'name', '?')!r} takes preprocessed images, negative "
+                          f"wherever the photo is dark (its range is [{low:.4g}, {high:.4g}]): "
+                          "these look like photos (0..255 or 0..1)")
                 raise ValueError(
-                    f"images have values in [{smallest:.4g}, {largest:.4g}], but the network "
-                    f"{getattr(model, 'name', '?')!r} takes preprocessed images in [{low:.4g}, "
-                    f"{high:.4g}] (photos on 0..255 after its classifier's normalisation). Pass "
+                    f"images have values in [{smallest:.4g}, {largest:.4g}], but {reason}. Pass "
                     "the helpers.Classifier itself (clf, not clf.model), which resizes and "
                     "normalises photos, or clf.preprocess(photos)."
                 )

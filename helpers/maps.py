@@ -83,13 +83,16 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     return out.reshape(*lead, height, width)
 
 
-def upsample_operator(low_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """Matrix ``(h·w, H·W)`` such that ``low.ravel() @ R == upsample_maps(low, size).ravel()``:
-    bilinear resizing is linear, so resizing the ``h·w`` unit impulses once gives its matrix
-    (the explorer upsamples one map per slider move with it)."""
-    h, w = low_size
-    impulses = np.eye(h * w, dtype=np.float32).reshape(h * w, h, w)
-    return upsample_maps(impulses, size).reshape(h * w, -1)
+def upsample_operator(low_size: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Matrices ``rows (H, h)`` and ``columns (W, w)`` such that
+    ``rows @ low @ columns.T == upsample_maps(low, size)``: bilinear resizing is linear and
+    separable (rows, then columns), so resizing the unit impulses of one row and of one column
+    once gives its two factors, ``H·h + W·w`` numbers whatever the map's size (the explorer
+    upsamples one map per slider move with them)."""
+    (h, w), (height, width) = low_size, size
+    rows = upsample_maps(np.eye(h, dtype=np.float32)[:, :, None], (height, 1))[:, :, 0].T
+    columns = upsample_maps(np.eye(w, dtype=np.float32)[:, None, :], (1, width))[:, 0, :].T
+    return rows, columns
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -674,3 +674,26 @@ def test_a_classifiers_bare_network_refuses_photos_that_were_not_preprocessed(li
     preprocessed = lite0.preprocess(photo)
     np.testing.assert_allclose(helpers.class_activation_maps(lite0.model, preprocessed).low_res,
                                helpers.class_activation_maps(lite0, photo).low_res, atol=1e-5)
+    # The same network cloned with its weights, saved and loaded, or wrapped in another model is
+    # known by its weights; photos on 0..1 (inside [-0.99, 1], but never negative) are refused.
+    clone = keras.models.clone_model(lite0.model)
+    clone.set_weights(lite0.model.get_weights())
+    inputs = keras.Input((224, 224, 3))
+    wrapped = keras.Model(inputs, lite0.model(inputs))
+    resized = helpers.images.resize_images(photo[None], (224, 224)).astype(np.float32)
+    for network in (clone, wrapped):
+        for photos, reading in ((resized, "clf, not clf.model"), (resized / 255, "look like photos")):
+            with pytest.raises(ValueError, match=reading):
+                helpers.class_activation_maps(network, photos)
+    np.testing.assert_allclose(helpers.class_activation_maps(wrapped, preprocessed).low_res,
+                               helpers.class_activation_maps(lite0, photo).low_res, atol=1e-4)
+
+
+def test_a_saved_and_loaded_classifier_network_still_refuses_photos(lite0, tmp_path):
+    path = tmp_path / "lite0.keras"
+    lite0.model.save(path)
+    loaded = keras.saving.load_model(path)
+    photo = helpers.images.resize_images(helpers.sample_images(["coffee"])["coffee"][None],
+                                         (224, 224)).astype(np.float32)
+    with pytest.raises(ValueError, match="clf, not clf.model"):
+        helpers.class_activation_maps(loaded, photo)

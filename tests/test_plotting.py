@@ -147,3 +147,55 @@ def test_plot_arguments_of_the_wrong_kind_are_named(result, photos):
         plotting.draw_box((0, 0, 5, 5), ax)
     assert plotting.draw_box(ax, (0, 0, 5, 5)) is not None
     plt.close(fig)
+
+
+def test_maps_are_drawn_diverging_when_signed_and_perceptually_uniform_otherwise():
+    """No jet: a signed map (CAM, Grad-CAM in logit units) gets a diverging map with zero white
+    and a symmetric scale; a non-negative one a perceptually uniform map; a cmap given wins."""
+    import inspect
+
+    import matplotlib.pyplot as plt
+
+    from helpers.plots import cam as plots_cam
+    from helpers.plots import localization as plots_localization
+
+    photo = np.zeros((8, 8, 3), np.uint8)
+    signed = np.linspace(-1.0, 3.0, 64, dtype=np.float32).reshape(8, 8)
+    for cam_map, name, limits in ((signed, "RdBu_r", (-3.0, 3.0)),
+                                  (np.abs(signed), "inferno", (0.0, 3.0))):
+        ax = plotting.show_cam(photo, cam_map)
+        heat = ax.get_images()[-1]
+        assert heat.get_cmap().name == name
+        assert heat.get_clim() == pytest.approx(limits, abs=0.02)
+        plt.close(ax.figure)
+    ax = plotting.show_cam(photo, signed, cmap="viridis")
+    assert ax.get_images()[-1].get_cmap().name == "viridis"
+    plt.close(ax.figure)
+    for function in (plots_cam.show_cam, plots_cam.plot_cam,
+                     plots_localization.plot_localization_gallery):
+        default = inspect.signature(function).parameters["cmap"].default
+        assert default in (None, "inferno"), (function.__name__, default)
+
+
+def test_plot_cam_images_marks_the_misclassified_panels_in_red():
+    """A map of a wrong class is the evidence for that class: with labels, its panel says so
+    (notebook 05's first composite was a motorcycle titled "cat (0), p = 0.47")."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same", name="features")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features)))
+    images = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    result = cam.class_activation_maps(model, images)
+    predicted = result.class_ids[:, 0]
+    labels = predicted.copy()
+    labels[1] = (predicted[1] + 1) % 3
+    figure = plotting.plot_cam_images(result, images, labels=labels)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    marked = [ax for ax in figure.axes if "MISCLASSIFIED" in ax.get_title()]
+    assert len(marked) == 1 and f"true: {result.class_names[labels[1]]}" in marked[0].get_title()
+    assert marked[0].title.get_color() == "red" and len(titles) == 4
+    plt.close(figure)
+    for bad in ([0, 1], [0.0, 1.0, 2.0, 0.0], [0, 1, 2, 3]):
+        with pytest.raises((TypeError, ValueError), match="labels"):
+            plotting.plot_cam_images(result, images, labels=bad)

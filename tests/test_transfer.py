@@ -255,14 +255,17 @@ def test_a_transfer_model_refuses_photos_on_the_0_1_scale(transfer_model):
     built_by_hand = keras.Model(transfer_model.input, transfer_model.output)
     with pytest.raises(ValueError, match=r"0\.\.1.*255"):
         helpers.class_activation_maps(built_by_hand, unit)
-    # ... and a model without it takes its inputs in any range.
+    # ... and a model without it takes preprocessed inputs: Lite0's network, known by its
+    # weights, takes them in [-0.99, 1] and refuses the photos on 0..1 as photos.
     after_normalize = keras.Input((224, 224, 3))
-    layers = transfer_model.layers[2:]  # base, gap, classes
     outputs = after_normalize
-    for layer in layers:
+    for layer in transfer_model.layers[2:]:  # base, gap, classes
         outputs = layer(outputs)
     no_promise = keras.Model(after_normalize, outputs)
-    assert helpers.class_activation_maps(no_promise, unit).low_res.shape == (3, 1, 7, 7)
+    with pytest.raises(ValueError, match="look like photos"):
+        helpers.class_activation_maps(no_promise, unit)
+    preprocessed = (images.astype(np.float32) - 127) / 128
+    assert helpers.class_activation_maps(no_promise, preprocessed).low_res.shape == (3, 1, 7, 7)
 
 
 def test_the_photo_check_survives_save_load_and_clone(transfer_model, tmp_path):

@@ -104,7 +104,7 @@ def test_one_image_and_bad_arguments(lite0, samples):
         cam_explorer(lite0, samples["coffee"], top_k=0)
     with pytest.raises(ValueError, match="opacity"):
         cam_explorer(lite0, samples["coffee"], opacity=1.5)
-    with pytest.raises(ValueError, match="2 image names for 1 images"):
+    with pytest.raises(ValueError, match="image_names must name each of the 1 images, got 2 names"):
         cam_explorer(lite0, samples["coffee"], image_names=["a", "b"])
 
 

@@ -155,6 +155,7 @@ def _activation_name(activation: Any) -> str:
     """``"softmax"``, ``"sigmoid"``, ``"linear"`` (logits), or the name of another activation
     (``"relu"``, ``"tanh"``: the output is then not a probability of any kind)."""
     name = getattr(activation, "__name__", None) or str(activation)
+    name = {"softmax_v2": "softmax"}.get(name, name)  # tf.nn.softmax's name
     return "linear" if name in ("linear", "None") else name
 
 
@@ -255,8 +256,15 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
     with _LOCK:
         per_model = _HEADS.setdefault(keras_model, {})
         if key not in per_model:
-            per_model[key] = _build_head(keras_model, layer, pooling)
-        return per_model[key]
+            per_model[key] = _build_head(keras_model, None if pooling else layer, pooling)
+        head = per_model[key]
+    if pooling and layer is not None and layer != head.feature_layer:
+        raise ValueError(
+            f"layer={layer!r}: CAM weights the feature map its global pooling reads, "
+            f"{head.feature_layer!r} in model {keras_model.name!r}, and no other. Pass layer=None "
+            f"(or {head.feature_layer!r}), or use a gradient method (e.g. helpers.grad_cam) "
+            "to map another layer")
+    return head
 
 
 def _build_head(keras_model: keras.Model, layer: str | None, pooling: bool) -> CAMHead:

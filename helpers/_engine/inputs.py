@@ -64,9 +64,15 @@ def image_source(model: Any, images: Any) -> Images:
     # Classifier's are (a 0..1 batch would otherwise pass as nearly black photos); a classifier's
     # bare network refuses photos that were not preprocessed.
     source = model_images(keras_model_of(model), images)
+    largest = float(np.finfo(np.float32).max)
     for image in source:
         if not np.issubdtype(image.dtype, np.integer) and not np.all(np.isfinite(image)):
             raise ValueError("images contain NaN or infinite values")
+        if image.dtype.itemsize > 4 and image.size and float(np.abs(image).max()) > largest:
+            raise ValueError(
+                f"images hold values up to {float(np.abs(image).max()):.3g}, beyond float32's "
+                f"range (±{largest:.3g}): the network computes in float32, where they would be "
+                "infinite. Scale them first.")
     size = _fixed_size(model)
     if isinstance(source, list):
         shapes = {image.shape if size is None else image.shape[2:] for image in source}

@@ -30,6 +30,7 @@ from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
 from helpers._engine.inputs import class_names, image_source, resolve_classes
 from helpers._engine.runner import GRADIENT_VALUES, Plan, _choose, _class_ids, _logits, _network, to_numpy
+from helpers.checks import array_bytes
 
 __all__ = ["input_gradients", "swapped_relus"]
 
@@ -112,6 +113,10 @@ def input_gradients(model: Any, images: Any, classes: Any, top_k: int | None, la
                           *head.dense.variables],
                          [((None, *batch.shape), "float32"), ((None, None), "int64")]))
     given = chosen.ids if chosen.ids is not None else np.zeros((count, 0), dtype=np.int64)
+    # The result holds one input-sized gradient per image and class: bounded before any work
+    # (classes="all" on 1000 classes is 574 MiB for a single 224-pixel photo).
+    array_bytes(f"input gradients for {chosen.count} classes of {count} images (ask for fewer "
+                "classes: top_k or a list of class ids)", (count, chosen.count, *batch.shape), 4)
     per_image = chosen.count * int(np.prod(batch.shape))
     chunk = max(1, min(chunk_input_values(backward=True) // int(np.prod(batch.shape)),
                        GRADIENT_VALUES // per_image))

@@ -139,8 +139,14 @@ class PhotoComposites:
 
         The layout ``keras.utils.image_dataset_from_directory`` reads (notebook 05, section 7).
         PNG is lossless, so reading a file back gives the same pixels. Sub-folders are created for
-        every class, also for a class with no image here; existing files of the same name are
-        overwritten.
+        every class, also for a class with no image here. The folder must be new or empty: files
+        already there would be read as part of this data set (another set's images, even under
+        another class).
+
+        Raises
+        ------
+        ValueError
+            ``directory`` is a file, or a folder that already holds something.
 
         Returns
         -------
@@ -152,6 +158,14 @@ class PhotoComposites:
         if not isinstance(directory, (str, Path)):
             raise TypeError(f"directory must be a str or Path, got {type(directory).__name__}")
         root = Path(directory)
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"directory {str(root)!r} is a file; pass a new or empty folder")
+        if root.is_dir() and any(root.iterdir()):
+            held = sorted(path.name for path in root.iterdir())
+            raise ValueError(
+                f"directory {str(root)!r} is not empty (it holds {', '.join(held[:5])}"
+                f"{', ...' if len(held) > 5 else ''}): its files would be read as part of this "
+                "data set. Pass a new or empty folder, or remove it first (shutil.rmtree)")
         for name in self.class_names:
             (root / name).mkdir(parents=True, exist_ok=True)
         width = max(4, len(str(len(self) - 1)))

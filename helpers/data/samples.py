@@ -116,4 +116,8 @@ def sample_images(names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         raise ValueError(
             f"names is empty; pass None for all seven, or some of: {', '.join(SAMPLE_IMAGE_NAMES)}"
         )
+    repeated = sorted({name for name in names if list(names).count(name) > 1}, key=str)
+    if repeated:
+        raise ValueError(f"names lists {', '.join(map(repr, repeated))} more than once; the result "
+                         "is a dict, one entry a name, so each name may appear once")
     return {name: sample_image(name) for name in names}

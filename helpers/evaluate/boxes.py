@@ -250,13 +250,20 @@ def check_thresholds(thresholds: Any) -> np.ndarray:
     sweep = sweep.astype(float)
     if not np.all((sweep >= 0.0) & (sweep <= 1.0)):  # NaN fails this too
         raise ValueError(f"thresholds must be fractions in [0, 1], got {sweep.tolist()}")
-    return sweep
+    return np.unique(sweep)  # increasing, each once: "the smallest on ties" is the first
 
 
 def as_boxes(boxes: Any, name: str) -> np.ndarray:
     if boxes is None:
         return np.asarray(NO_BOX, dtype=np.float64)
-    array = np.asarray(boxes, dtype=np.float64)
+    if isinstance(boxes, (str, bytes, dict)) or np.iscomplexobj(boxes):
+        raise TypeError(f"{name} must be numbers (x0, y0, x1, y1), or an array (N, 4) of them; "
+                        f"got a {type(boxes).__name__}")
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be numbers (x0, y0, x1, y1), or an array (N, 4) of them; "
+                        f"got {str(boxes)[:80]!r} ({error})") from None
     if array.shape[-1:] != (4,):
         raise ValueError(f"{name} must have shape (..., 4) as (x0, y0, x1, y1), got {array.shape}")
     if not np.all(np.isfinite(array)):
@@ -288,7 +295,14 @@ def maps_and_boxes(cams: Any, true_boxes: Any) -> tuple[np.ndarray, np.ndarray]:
     truth = as_boxes(true_boxes, "true_boxes")
     if truth.shape != (len(array), 4):
         raise ValueError(f"true_boxes must be (N, 4) for {len(array)} maps, got {truth.shape}")
-    present = ~np.all(truth == -1, axis=-1)
+    missing = np.all(truth == -1, axis=-1)
+    if np.any(missing):
+        i = int(np.flatnonzero(missing)[0])
+        raise ValueError(
+            f"true box {i} is NO_BOX (-1, -1, -1, -1), no box: each sample scored needs its true "
+            f"box ({int(missing.sum())} of {len(truth)} have none); score only the samples that "
+            "have one")
+    present = ~missing
     height, width = array.shape[1:]
     outside = present & ((truth[:, :2].min(axis=1) < 0) | (truth[:, 2] > width - 1)
                          | (truth[:, 3] > height - 1))

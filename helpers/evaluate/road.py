@@ -163,6 +163,10 @@ def road(
                           for f in np.ravel(np.asarray(fractions, dtype=object))])
     if fractions.size == 0:
         raise ValueError("fractions is empty; pass at least one share of pixels to remove")
+    if np.any(np.diff(fractions) <= 0):
+        raise ValueError(
+            f"fractions must increase, each larger than the one before (the curve's area is taken "
+            f"in their order); got {[float(f) for f in fractions]}")
     noise = number("noise (on [0, 1])", noise, 0.0, 1.0)
     seed = integer("seed", seed, 0)
     resized, ranks, class_ids = prepare_faithfulness(classifier, images, maps, class_ids)

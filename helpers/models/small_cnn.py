@@ -270,8 +270,18 @@ def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
     learning_rate = number("learning_rate", learning_rate, 0.0, low_open=True)
     last = model.layers[-1] if model.layers else None
+    while isinstance(last, keras.Model) and last.layers:  # a nested model's own last layer
+        last = last.layers[-1]
     activation = "softmax" if isinstance(last, keras.layers.Softmax) else getattr(
         getattr(last, "activation", None), "__name__", "linear")
+    activation = {"softmax_v2": "softmax"}.get(activation, activation)  # tf.nn.softmax
+    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    if outputs == 1:
+        raise ValueError(
+            f"model {model.name!r} has one output; compile_classifier's cross-entropy needs one "
+            "score per class (at least 2): build it with num_classes=2 for two classes, or "
+            "compile it yourself with keras.losses.BinaryCrossentropy(from_logits=True)"
+        )
     if activation not in ("linear", "softmax"):
         raise ValueError(f"model {model.name!r} ends in a {activation!r} activation; "
                          "compile_classifier trains logits (no final activation) or a softmax")

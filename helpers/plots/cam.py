@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from helpers.checks import instance, integer, number
+from helpers.checks import labels as checked_labels
 from helpers.checks import names as checked_names
 from helpers.evaluate.boxes import NO_BOX, as_boxes, cam_to_box, scale_box
 from helpers.images import as_images
@@ -66,6 +67,10 @@ def display_image(image: Any) -> np.ndarray:
     if low >= 0.0 and high <= 255.0:
         return array / 255.0
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
+#: The longest side, in pixels, of a photo as drawn (a notebook figure shows fewer pixels).
+DISPLAY_SIDE = 1024
 
 
 def display_copy(image: Any, longest_side: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -127,11 +132,31 @@ def draw_box(ax: Axes, box: Any, *, color: str = "white", linewidth: float = 1.5
     return patch
 
 
+#: The colour maps of maps: perceptually uniform for a map without negative values, and
+#: diverging, centred on zero (white), for a signed one. Never jet, whose bright bands read as
+#: edges that are not in the map.
+SEQUENTIAL_CMAP, DIVERGING_CMAP = "inferno", "RdBu_r"
+
+
 def _color_limits(cam_map: np.ndarray) -> tuple[float, float]:
     low, high = float(cam_map.min()), float(cam_map.max())
     if high > low:
         return low, high
     return low - 0.5, high + 0.5  # a constant map: a valid scale, no division by zero
+
+
+def map_colors(cam_map: np.ndarray, cmap: str | None = None) -> tuple[str, float, float]:
+    """``(colour map, vmin, vmax)`` for drawing ``cam_map``: a signed map (values below and above
+    zero) gets :data:`DIVERGING_CMAP` on a scale symmetric about zero, so that zero is white and
+    equal values of either sign are equally strong; any other map :data:`SEQUENTIAL_CMAP` from
+    its minimum to its maximum. A ``cmap`` given is used as it is, on the map's own range."""
+    low, high = _color_limits(cam_map)
+    if cmap is not None:
+        return cmap, low, high
+    if low < 0.0 < high:
+        bound = max(-low, high)
+        return DIVERGING_CMAP, -bound, bound
+    return SEQUENTIAL_CMAP, low, high
 
 
 def show_cam(
@@ -140,7 +165,7 @@ def show_cam(
     *,
     ax: Axes | None = None,
     alpha: float = 0.5,
-    cmap: str = "jet",
+    cmap: str | None = None,
     title: str | None = None,
     colorbar: bool = True,
     colorbar_label: str = "class activation",
@@ -162,7 +187,8 @@ def show_cam(
     alpha
         Opacity of the heat map, 0..1.
     cmap
-        Matplotlib colour map name.
+        Matplotlib colour map name; by default diverging about zero for a signed map, perceptually
+        uniform otherwise (:func:`map_colors`).
     title
         Axes title (e.g. class name and probability).
     colorbar
@@ -183,7 +209,9 @@ def show_cam(
     ValueError
         A map that is not 2-D or contains NaN/inf; ``alpha`` outside 0..1.
     """
-    photo = display_image(image)
+    # A copy at most DISPLAY_SIDE pixels a side, drawn over the photo's own pixel frame: a
+    # 24-megapixel photo drawn whole took 1.3 GB and seconds a figure.
+    photo, (height, width) = display_copy(image, DISPLAY_SIDE)
     cam_map = np.asarray(cam_map, dtype=np.float32)
     if cam_map.ndim != 2:
         raise ValueError(f"cam_map must be one map (H, W), got shape {cam_map.shape}")
@@ -194,10 +222,9 @@ def show_cam(
         import matplotlib.pyplot as plt  # imported here: importing helpers stays light
 
         _, ax = plt.subplots(figsize=(4.5, 4.0), layout="constrained")
-    height, width = photo.shape[:2]
     extent = (0, width, height, 0)
-    ax.imshow(photo, extent=extent)
-    low, high = _color_limits(cam_map)
+    ax.imshow(photo, extent=extent, cmap="gray" if photo.ndim == 2 else None)
+    cmap, low, high = map_colors(cam_map, cmap)
     heat = ax.imshow(
         cam_map, cmap=cmap, alpha=float(alpha), extent=extent, vmin=low, vmax=high,
         interpolation="bilinear",
@@ -235,7 +262,7 @@ def plot_cam(
     *,
     ax: Axes | None = None,
     alpha: float = 0.5,
-    cmap: str = "jet",
+    cmap: str | None = None,
     colorbar: bool = True,
     box_threshold: float | None = None,
 ) -> Axes:
@@ -358,6 +385,7 @@ def plot_cam_images(
     size: float = 3.0,
     alpha: float = 0.5,
     names: Sequence[str] | None = None,
+    labels: Any = None,
     box_threshold: float | None = None,
 ) -> Figure:
     """Every image with its ``k``-th requested class (top-1 by default).
@@ -372,6 +400,10 @@ def plot_cam_images(
         Which of each image's requested classes.
     names
         Optional image names, prefixed to the titles.
+    labels
+        Optional true class ids ``(B,)``: a panel whose drawn class is not its label is titled
+        in red, "MISCLASSIFIED" with the true class, so that its map is read as the evidence for
+        a wrong class (as notebook 02 marks them).
 
     Returns
     -------
@@ -381,11 +413,18 @@ def plot_cam_images(
     batch = result.num_images
     if names is not None:
         names = checked_names("names", names, batch)
+    if labels is not None:
+        labels = checked_labels("labels", labels, batch, result.logits.shape[1])
     figure, axes = _grid(batch, ncols, size)
     for index in range(batch):
         ax = plot_cam(result, images, index, k, ax=axes[index], alpha=alpha,
                       box_threshold=box_threshold)
-        if names is not None:
-            # Two lines: one long line runs into the neighbouring colour bar in small panels.
-            ax.set_title(f"{names[index]}\n{result.label(index, k)}", fontsize=9)
+        # Two lines: one long line runs into the neighbouring colour bar in small panels.
+        title = result.label(index, k) if names is None else f"{names[index]}\n{result.label(index, k)}"
+        wrong = labels is not None and int(result.class_ids[index, k]) != int(labels[index])
+        if wrong:
+            true_name = result.class_names[labels[index]]
+            title += f"\nMISCLASSIFIED (true: {true_name})"
+        if names is not None or wrong:
+            ax.set_title(title, fontsize=9, color="red" if wrong else "black")
     return figure

@@ -23,6 +23,7 @@ import numpy as np
 
 from helpers.cam import class_activation_maps, find_cam_head
 from helpers.checks import integer, number
+from helpers.checks import names as checked_names
 from helpers.data.files import load_image, unique_name
 from helpers.evaluate.boxes import cam_to_box, scale_box
 from helpers.maps import CAMResult, normalize_cam, upsample_operator
@@ -90,7 +91,7 @@ class CAMExplorer:
         model: Any,
         images: Any,
         *,
-        top_k: int = 5,
+        top_k: int | None = None,
         image_names: Sequence[str] | None = None,
         opacity: float = 0.5,
         threshold: float = 0.2,
@@ -108,13 +109,12 @@ class CAMExplorer:
         # (display copy, full size): a copy downscaled once, drawn over the photo's full extent,
         # so a slider move costs the same for any photo and boxes stay in photo pixels.
         self._photos = [display_copy(image, _DISPLAY_SIDE) for image in images]
-        names = list(image_names) if image_names is not None else [
-            f"image {i}" for i in range(len(self._photos))
-        ]
-        if len(names) != len(self._photos):
-            raise ValueError(f"got {len(names)} image names for {len(self._photos)} images")
+        names = (checked_names("image_names", list(image_names) if isinstance(image_names, tuple)
+                               else image_names, len(self._photos))
+                 if image_names is not None else [f"image {i}" for i in range(len(self._photos))])
         num_classes = find_cam_head(model).num_classes  # checks the model before the network runs
-        top_k = integer("top_k", top_k, 1, num_classes)
+        # The rank slider's range: five classes by default, or all a smaller model has.
+        top_k = min(5, num_classes) if top_k is None else integer("top_k", top_k, 1, num_classes)
         self._model = model
         self._names = names
         self.result: CAMResult = class_activation_maps(model, images, classes="all")
@@ -175,7 +175,7 @@ class CAMExplorer:
         self._ax.set_axis_off()
         self._photo_artist = self._ax.imshow(self._photos[0][0])
         self._heat_artist = self._ax.imshow(
-            np.zeros(self.result.input_size, dtype=np.float32), cmap="jet", vmin=0.0, vmax=1.0,
+            np.zeros(self.result.input_size, dtype=np.float32), cmap="inferno", vmin=0.0, vmax=1.0,
             alpha=float(opacity), interpolation="nearest",
         )
         self._box_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor="white", linewidth=2)
@@ -323,8 +323,8 @@ class CAMExplorer:
         start = time.perf_counter()
         index = self.image_index
         self._class_id = int(class_id)
-        low = self.result.low_res[index, class_id].ravel()
-        cam_map = (low @ self._operator).reshape(self.result.input_size)
+        rows, columns = self._operator
+        cam_map = rows @ self.result.low_res[index, class_id] @ columns.T  # upsample_maps, exactly
         shown = normalize_cam(cam_map)
         self._heat_artist.set_data(shown)
         self._heat_artist.set_alpha(float(self.opacity_slider.value))
@@ -364,7 +364,7 @@ def cam_explorer(
     model: Any,
     images: Any,
     *,
-    top_k: int = 5,
+    top_k: int | None = None,
     image_names: Sequence[str] | None = None,
     opacity: float = 0.5,
     threshold: float = 0.2,
@@ -392,7 +392,7 @@ def cam_explorer(
         ``{name: image}`` (:func:`helpers.sample_images`, :func:`helpers.load_images`; its keys
         name the images unless ``image_names`` is given).
     top_k
-        Range of the rank slider.
+        Range of the rank slider: by default 5, or the model's number of classes when smaller.
     image_names
         Names in the image selector.
     opacity, threshold

@@ -115,7 +115,7 @@ def plot_localization_gallery(
     *,
     size: float = 1.8,
     alpha: float = 0.45,
-    cmap: str = "jet",
+    cmap: str = "inferno",
     title: str | None = None,
 ) -> Figure:
     """Images with their class map, predicted box and true box: one row per model.
@@ -138,7 +138,7 @@ def plot_localization_gallery(
     alpha
         Opacity of the map.
     cmap
-        Colour map of the map.
+        Colour map of the map (the positive part, 0 to its maximum: perceptually uniform).
     title
         Figure title.
 
