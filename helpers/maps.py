@@ -69,6 +69,8 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     low_res = np.asarray(low_res, dtype=np.float32)
     if low_res.ndim < 2:
         raise ValueError(f"maps must have at least 2 dimensions (h, w), got shape {low_res.shape}")
+    if low_res.size == 0:
+        raise ValueError(f"maps are empty: shape {low_res.shape} (a map needs h, w >= 1)")
     if not np.all(np.isfinite(low_res)):
         raise ValueError("maps contain NaN or infinite values")
     height, width = size_check("size", size)
@@ -189,11 +191,18 @@ class CAMResult:
     def joined(self, other: CAMResult) -> CAMResult:
         """This result with ``other``'s images after its own (same model, method, classes and
         layer): e.g. the explorer adding an uploaded photo."""
-        if (other.low_res.shape[1:], other.method, other.layer) != (
-                self.low_res.shape[1:], self.method, self.layer):
+        if not isinstance(other, CAMResult):
+            raise TypeError(f"other must be a CAMResult (of the same model), got "
+                            f"{type(other).__name__}")
+        if (other.low_res.shape[1:], other.method, other.layer, other.logits.shape[1],
+                other.class_names, other.input_size) != (
+                self.low_res.shape[1:], self.method, self.layer, self.logits.shape[1],
+                self.class_names, self.input_size):
             raise ValueError(f"cannot join a {other.method} result of maps {other.low_res.shape} "
-                             f"at {other.layer!r} to a {self.method} result of maps "
-                             f"{self.low_res.shape} at {self.layer!r}")
+                             f"at {other.layer!r}, {other.logits.shape[1]} classes, to a "
+                             f"{self.method} result of maps {self.low_res.shape} at "
+                             f"{self.layer!r}, {self.logits.shape[1]} classes: results of one "
+                             "model, method, layer and classes join")
         bias = None if self.bias is None else np.concatenate([self.bias, other.bias])
         return replace(self, low_res=np.concatenate([self.low_res, other.low_res]),
                        class_ids=np.concatenate([self.class_ids, other.class_ids]),
@@ -268,12 +277,15 @@ def normalize_cam(maps: Any) -> np.ndarray:
     ValueError
         If the maps contain NaN or infinite values, or have fewer than 2 dimensions.
     """
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim < 2:
-        raise ValueError(f"maps must have shape (..., H, W), got {maps.shape}")
-    if not np.all(np.isfinite(maps)):
+    if np.iscomplexobj(maps):
+        raise TypeError("maps must be real numbers, got complex values")
+    wide = np.asarray(maps, dtype=np.float64)  # a span of finite values can overflow float32
+    if wide.ndim < 2:
+        raise ValueError(f"maps must have shape (..., H, W), got {wide.shape}")
+    if wide.size == 0:
+        raise ValueError(f"maps are empty: shape {wide.shape}")
+    if not np.all(np.isfinite(wide)):
         raise ValueError("maps contain NaN or infinite values")
-    wide = maps.astype(np.float64)  # max - min of finite float32 values can overflow float32
     low = wide.min(axis=(-2, -1), keepdims=True)
     span = wide.max(axis=(-2, -1), keepdims=True) - low
     safe = np.where(span > 0, span, 1.0)

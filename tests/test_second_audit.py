@@ -167,3 +167,109 @@ def test_the_explorer_fits_a_small_model_and_checks_its_names():
     assert explorer.rank_slider.max == 2
     with pytest.raises(TypeError, match="image_names must be a list of strings"):
         cam_explorer(model, photos, image_names="ab")
+
+
+def test_the_explorer_takes_an_upload_for_a_bare_model_at_any_size():
+    """A bare model's upload was refused: "images have shape (300, 451, 3), model expects ..."."""
+    from helpers.plots.explorer import cam_explorer
+
+    model = _gap_model(classes=3)
+    explorer = cam_explorer(model, [np.zeros((16, 16, 3), np.uint8)])
+    index = explorer.add_photo(np.full((30, 45, 3), 90, np.uint8), name="wide")
+    assert index == 1 and explorer.result.low_res.shape[0] == 2
+
+
+def test_images_too_small_for_the_layers_are_refused_by_helpers():
+    """TensorFlow's "Binding inputs to tf.function failed", with garbage values printed."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, name="a")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="b")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    for shape in ((1, 2, 2, 3), (1, 1, 40, 3)):
+        with pytest.raises(ValueError, match="too small for this model"):
+            cam.class_activation_maps(model, np.ones(shape, np.float32))
+    assert cam.class_activation_maps(model, np.ones((1, 5, 5, 3), np.float32)).low_res.shape == \
+        (1, 1, 1, 1)
+
+
+def test_transfer_functions_read_tensors_and_say_what_a_data_set_must_be(lite0):
+    from helpers.models.transfer import pooled_features
+
+    model = helpers.build_transfer_model(lite0, 2, seed=0)
+    photos = helpers.make_photo_composites(2, classes=["cat", "rocket"], seed=0).images
+    as_array = pooled_features(model, photos)[0]
+    np.testing.assert_allclose(pooled_features(model, list(photos))[0], as_array, atol=1e-5)
+    tensor = keras.ops.convert_to_tensor(photos)
+    np.testing.assert_allclose(pooled_features(model, tensor)[0], as_array, atol=1e-5)
+    helpers.fit_transfer_head(model, tensor, np.array([0, 1]), epochs=1)
+    single_images = iter([(photos[0], np.int64(0))])
+    with pytest.raises(ValueError, match="single images"):
+        pooled_features(model, single_images)
+
+
+def test_evaluate_localization_names_what_it_was_given():
+    model = _gap_model(size=48, classes=10)
+    data = helpers.make_digit_canvases(6, seed=0)
+    with pytest.raises(TypeError, match="images, labels and boxes"):
+        helpers.evaluate_localization(model, {"images": data.images})
+    broken = helpers.data.digits.DigitCanvases(
+        images=data.images, labels=data.labels[:5], boxes=data.boxes, sources=data.sources,
+        digit_sizes=data.digit_sizes)
+    with pytest.raises(ValueError, match="data.labels must be 6 integer classes"):
+        helpers.evaluate_localization(model, broken)
+
+
+def test_results_join_only_their_own_kind():
+    model, other = _gap_model(classes=3), _gap_model(classes=5)
+    images = np.ones((1, 16, 16, 3), np.float32)
+    result = cam.class_activation_maps(model, images)
+    with pytest.raises(TypeError, match="CAMResult"):
+        result.joined(None)
+    with pytest.raises(ValueError, match="cannot join"):
+        result.joined(cam.class_activation_maps(other, images))
+
+
+def test_maps_and_arguments_of_the_wrong_kind_get_our_errors():
+    import matplotlib.pyplot as plt
+
+    from helpers.maps import normalize_cam, upsample_maps
+    from helpers.plots.cam import plot_cam, plot_cam_classes
+
+    assert normalize_cam(np.array([[1e300, 0.0], [0.0, 0.0]])).max() == 1.0  # finite, not "NaN"
+    for empty in (np.ones((2, 0)), np.ones((1, 0, 5))):
+        with pytest.raises(ValueError, match="empty"):
+            normalize_cam(empty)
+        with pytest.raises(ValueError, match="empty"):
+            upsample_maps(empty, (8, 8))
+    model = _gap_model()
+    images = np.ones((1, 16, 16, 3), np.float32)
+    result = cam.class_activation_maps(model, images, top_k=2)
+    with pytest.raises(TypeError, match="Axes"):
+        plot_cam(result, images, ax="x")
+    with pytest.raises(TypeError, match="show_photo must be True or False"):
+        plot_cam_classes(result, images, show_photo=None)
+    plt.close("all")
+    with pytest.raises(TypeError, match="list of layer names"):
+        with helpers.randomize_layers(model, None):
+            pass
+    inner = _gap_model()
+    inputs = keras.Input((16, 16, 3))
+    outer = keras.Model(inputs, inner(inputs))
+    with pytest.raises(ValueError, match="inside a nested model"):
+        with helpers.randomize_layers(outer, ["features"]):
+            pass
+    with pytest.raises(ValueError, match="not built"):
+        helpers.parameter_breakdown(keras.Sequential([keras.layers.Dense(3)]))
+
+
+def test_one_index_gives_a_set_of_one_and_sizes_may_be_arrays():
+    data = helpers.make_photo_composites(4, size=32, seed=0)
+    assert data.subset(3).images.shape == (1, 32, 32, 3)
+    assert helpers.make_digit_canvases(4, seed=0).subset(np.int64(2)).images.shape[0] == 1
+    assert scale_box((0, 0, 6, 6), np.array([7, 7]), (224, 224)) == (0, 0, 223, 223)
+
+
+def test_complex_maps_are_refused_by_the_scores():
+    cams = np.ones((1, 8, 8), np.complex64)
+    with pytest.raises(TypeError, match="real numbers"):
+        pointing_game(cams, [(0, 0, 3, 3)])

@@ -16,7 +16,7 @@ from helpers._engine.heads import is_classifier, keras_model_of
 from helpers.checks import integer
 from helpers.images import model_images, resize_images, to_rgb_batch
 
-__all__ = ["Classes", "Images", "class_names", "image_source", "resolve_classes"]
+__all__ = ["Classes", "Images", "check_fits", "class_names", "image_source", "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -189,3 +189,24 @@ def class_names(model: Any, num_classes: int) -> tuple[str, ...]:
     if hasattr(model, "class_name") and getattr(model, "num_classes", None) == num_classes:
         return tuple(model.class_name(i) for i in range(num_classes))
     return tuple(f"class {i}" for i in range(num_classes))
+
+
+def check_fits(head: Any, shape: tuple[int, ...]) -> None:
+    """Images of ``shape`` ``(H, W, C)`` reach ``head``'s feature map with at least one pixel:
+    a model with free input sizes is traced for this shape once, symbolically, and an image
+    smaller than its layers' reach is refused here, not inside the backend."""
+    import keras
+
+    dims = tuple(head.feature_model.inputs[0].shape[1:3])
+    if all(d is not None for d in dims):
+        return  # a fixed size: image_source checked the images against it
+    try:
+        out = head.feature_model.compute_output_spec(keras.KerasTensor((1, *shape), dtype="float32"))
+        empty = any(d is not None and d < 1 for d in tuple(out.shape)[1:3])
+    except ValueError:
+        empty = True
+    if empty:
+        raise ValueError(
+            f"images of {shape[0]} × {shape[1]} pixels are too small for this model: its layers "
+            f"up to {head.feature_layer!r} (convolutions without padding, poolings) would leave "
+            "a feature map with no position. Give larger images (resize them, or pad them).")

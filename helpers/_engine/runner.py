@@ -32,7 +32,7 @@ from helpers._engine.compile import (
 from helpers._engine.devices import chunk_input_values
 from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
-from helpers._engine.inputs import Classes, Images, class_names, image_source, resolve_classes
+from helpers._engine.inputs import Classes, Images, check_fits, class_names, image_source, resolve_classes
 from helpers.checks import flag
 from helpers.maps import CAMResult, check_upsample_size, resize_maps
 
@@ -286,6 +286,7 @@ def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | 
     precision = check_precision(dtype)
     head = find_head(model, layer, pooling=method.pooling_head)
     batch = image_source(model, images)  # checked now, preprocessed a chunk at a time
+    check_fits(head, batch.shape)
     count, size = len(batch), (int(batch.shape[0]), int(batch.shape[1]))
     chosen = resolve_classes(classes, top_k, count, head.num_classes)
     _check_upsample(upsample, count, chosen.count, size)

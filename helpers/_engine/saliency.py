@@ -28,7 +28,7 @@ from helpers._engine.compile import cached, compile_function, counters, inferenc
 from helpers._engine.devices import chunk_input_values
 from helpers._engine.graph import all_layers
 from helpers._engine.heads import CAMHead, find_head, keras_model_of
-from helpers._engine.inputs import class_names, image_source, resolve_classes
+from helpers._engine.inputs import check_fits, class_names, image_source, resolve_classes
 from helpers._engine.runner import GRADIENT_VALUES, Plan, _choose, _class_ids, _logits, _network, to_numpy
 from helpers.checks import array_bytes
 
@@ -100,6 +100,7 @@ def input_gradients(model: Any, images: Any, classes: Any, top_k: int | None, la
     keras_model = keras_model_of(model)
     head = find_head(keras_model, layer, pooling=False)
     batch = image_source(model, images)
+    check_fits(head, batch.shape)
     count = len(batch)
     chosen = resolve_classes(classes, top_k, count, head.num_classes)
     plan = Plan(chosen.kind, chosen.count, None, "float32")

@@ -123,7 +123,11 @@ class PhotoComposites:
         return int(self.images.shape[1])
 
     def subset(self, indices: np.ndarray | slice) -> PhotoComposites:
-        """The composites at ``indices`` (an index array, boolean mask or slice), as a new set."""
+        """The composites at ``indices`` (an index array, boolean mask or slice), as a new set.
+        One index gives a set of one
+        (not a bare image, which would lose its batch axis)."""
+        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
+            indices = [int(indices)]
         return PhotoComposites(
             images=self.images[indices],
             labels=self.labels[indices],

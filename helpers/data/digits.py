@@ -85,7 +85,11 @@ class DigitCanvases:
         return int(self.images.shape[1])
 
     def subset(self, indices: np.ndarray | slice) -> DigitCanvases:
-        """The canvases at ``indices`` (an index array, boolean mask or slice), as a new set."""
+        """The canvases at ``indices`` (an index array, boolean mask or slice), as a new set. One
+        index gives a set of one
+        (not a bare image, which would lose its batch axis)."""
+        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
+            indices = [int(indices)]
         return DigitCanvases(
             images=self.images[indices],
             labels=self.labels[indices],

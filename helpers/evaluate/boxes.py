@@ -68,6 +68,8 @@ def check_iou_threshold(iou_threshold: float) -> float:
 
 
 def _check_size(size: Any, name: str) -> tuple[int, int]:
+    if isinstance(size, np.ndarray) and size.shape == (2,):
+        size = tuple(size.tolist())  # e.g. np.array(image.shape[:2])
     if not isinstance(size, (tuple, list)) or len(size) != 2:
         raise ArgumentError(f"{name} must be (height, width), two integers >= 1, got {size!r:.80}")
     return integer(f"{name}[0] (height)", size[0], 1), integer(f"{name}[1] (width)", size[1], 1)
@@ -282,6 +284,8 @@ def maps_and_boxes(cams: Any, true_boxes: Any) -> tuple[np.ndarray, np.ndarray]:
     would score 0 without a word). Returns them as floating arrays: float32 maps are kept as
     they are (no float64 copy of a whole batch: each score converts one map at a time)."""
     array = np.asarray(cams)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"cams must be real numbers, got dtype {array.dtype}")
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)
     if array.ndim != 3:

@@ -381,10 +381,20 @@ def evaluate_localization(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    missing = [name for name in ("images", "labels", "boxes") if not hasattr(data, name)]
+    if missing:
+        raise TypeError(
+            f"data must have images, labels and boxes (a DigitCanvases or PhotoComposites, e.g. "
+            f"helpers.make_digit_canvases(...)); a {type(data).__name__} has no "
+            f"{', '.join(missing)}")
     images = np.asarray(data.images)
     if images.ndim != 4:
         raise ValueError(f"data.images must be a batch (B, H, W, C), got shape {images.shape}")
-    result = class_activation_maps(model, images, classes=np.asarray(data.labels)[:, None])
+    labels = np.asarray(data.labels)
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"data.labels must be {len(images)} integer classes (one per image), got "
+                         f"{labels.dtype} {labels.shape}")
+    result = class_activation_maps(model, images, classes=labels[:, None])
     cams = upsample_maps(result.low_res[:, 0], result.input_size)
     return localization_report(
         cams,

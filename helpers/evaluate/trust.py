@@ -114,11 +114,19 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0, *,
     keras_model = keras_model_of(model)
     if isinstance(layers, str):
         raise ValueError(f"layers must be a list of layer names, got the str {layers!r}")
+    if not isinstance(layers, (list, tuple, set)) or not all(isinstance(n, str) for n in layers):
+        raise TypeError(f"layers must be a list of layer names, got {layers!r:.80}")
     layers = list(layers)
     known = {layer.name: layer for layer in keras_model.layers}
     missing = [name for name in layers if name not in known]
     if missing:
-        raise ValueError(f"model {keras_model.name!r} has no layers named {missing[:5]}")
+        nested = [f"{layer.name}/{name}" for layer in keras_model.layers
+                  if isinstance(layer, keras.Model) for name in missing
+                  if name in {inner.name for inner in layer.layers}]
+        hint = (f"; {', '.join(nested[:3])} is inside a nested model: pass the nested model's name "
+                "to randomise it whole") if nested else ""
+        raise ValueError(f"model {keras_model.name!r} has no layers named {missing[:5]} among its "
+                         f"own layers{hint}")
     repeated = sorted({name for name in layers if layers.count(name) > 1})
     if repeated:
         raise ValueError(f"layers names {repeated[:5]} more than once; pass each layer once")

@@ -74,6 +74,10 @@ def parameter_breakdown(model: keras.Model) -> ParameterBreakdown:
     """Count a model's parameters per layer group (conv, dense, batch_norm, other)."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
+    if not model.built:
+        raise ValueError(
+            f"model {model.name!r} is not built, so its layers have no weights yet to count: "
+            "give it an input shape (keras.Input(...) as its first layer) or call it once on data")
     by_group = dict.fromkeys(LAYER_GROUPS, 0)
     rows = []
     for layer in iter_layers(model):

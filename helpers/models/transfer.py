@@ -223,6 +223,9 @@ def pooled_features(
             f"images is a path ({images!r:.80}); read the folder first, e.g. "
             "keras.utils.image_dataset_from_directory(folder, image_size=(224, 224))"
         )
+    images = _as_array_if_tensor(images)
+    if isinstance(images, Mapping) or (isinstance(images, (list, tuple)) and not _is_batches(images)):
+        images = _as_batch(model, images)  # photos: each resized whole to the input size
     head = find_cam_head(model)
     dense_input = _dense_input_model(model, head)
     network = forward(dense_input)  # compiled once per model, BatchNorm folded
@@ -254,6 +257,10 @@ def pooled_features(
                 "does with its default labels='inferred'"
             )
         batch_images, batch_labels = (np.asarray(part) for part in batch)
+        if batch_images.ndim == len(expected):
+            raise ValueError(
+                f"the data set yields single images {batch_images.shape}, not batches: batch it "
+                "first (dataset.batch(32); image_dataset_from_directory batches already)")
         feature_batches.append(run(batch_images))
         label_batches.append(batch_labels)
     if not feature_batches:
@@ -265,6 +272,21 @@ def pooled_features(
             "read the folder with label_mode='int' (image_dataset_from_directory's default)"
         )
     return np.concatenate(feature_batches), labels.astype(np.int64)
+
+
+def _as_array_if_tensor(images: Any) -> Any:
+    """A tensor (TensorFlow, JAX, torch) of images as a numpy array; a data set (it has an
+    ``element_spec``) or anything else as it is."""
+    if (not isinstance(images, (np.ndarray, list, tuple, Mapping)) and hasattr(images, "__array__")
+            and not hasattr(images, "element_spec")):
+        return np.asarray(images)
+    return images
+
+
+def _is_batches(images: Any) -> bool:
+    """A list or tuple of ``(images, labels)`` pairs: batches, as a data set yields them."""
+    return isinstance(images, (list, tuple)) and all(
+        isinstance(item, (list, tuple)) and len(item) == 2 for item in images)
 
 
 def _as_batch(model: keras.Model, images: Any) -> np.ndarray:
@@ -344,6 +366,7 @@ def fit_transfer_head(
             f"{getattr(head.dense.activation, '__name__', head.dense.activation)!r}; "
             "fit_transfer_head trains Dense layers that output logits (no activation)"
         )
+    images = _as_array_if_tensor(images)
     photos = isinstance(images, (np.ndarray, list, tuple, Mapping))
     if labels is not None and not photos:
         raise TypeError(
@@ -352,9 +375,7 @@ def fit_transfer_head(
             "with a data set, or pass the photos (an array (N, H, W, 3), a list or a dict) with "
             "their labels (N,)"
         )
-    batches = isinstance(images, (list, tuple)) and all(
-        isinstance(item, (list, tuple)) and len(item) == 2 for item in images)
-    if labels is None and photos and not batches:
+    if labels is None and photos and not _is_batches(images):
         raise ValueError(
             f"images is a {type(images).__name__} of photos: pass their labels too, an integer "
             "array (N,); labels=None is for a data set of (images, labels) batches"

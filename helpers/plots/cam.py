@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from helpers.checks import instance, integer, number
+from helpers.checks import flag, instance, integer, number
 from helpers.checks import labels as checked_labels
 from helpers.checks import names as checked_names
 from helpers.evaluate.boxes import NO_BOX, as_boxes, cam_to_box, scale_box
@@ -34,6 +34,8 @@ _MAP_LABELS = {
     "grad_cam_plus_plus": r"Grad-CAM++ $\sum_k w_k^c A_k$",
     "score_cam": r"Score-CAM $\sum_k w_k^c A_k$",
     "score_cam_softmax": r"Score-CAM (softmax over channels) $\sum_k w_k^c A_k$",
+    "hires_cam": r"HiResCAM $\sum_k \partial_{A_k} S_c \odot A_k$",
+    "layer_cam": r"LayerCAM $\sum_k \mathrm{relu}(\partial_{A_k} S_c) \odot A_k$",
 }
 
 
@@ -218,6 +220,9 @@ def show_cam(
     if not np.all(np.isfinite(cam_map)):
         raise ValueError("cam_map contains NaN or infinite values")
     alpha = number("alpha", alpha, 0.0, 1.0)
+    if ax is not None and not hasattr(ax, "imshow"):
+        raise TypeError(f"ax must be matplotlib Axes (e.g. from plt.subplots), got "
+                        f"{type(ax).__name__}")
     if ax is None:
         import matplotlib.pyplot as plt  # imported here: importing helpers stays light
 
@@ -362,12 +367,14 @@ def plot_cam_classes(
     matplotlib.figure.Figure
     """
     _check_indices(result, image_index, 0, images)
+    show_photo = flag("show_photo", show_photo)
     classes = result.class_ids.shape[1]
     figure, axes = _grid(classes + int(show_photo), ncols, size)
     panels = iter(axes)
     if show_photo:
         ax = next(panels)
-        ax.imshow(display_image(image_at(images, image_index)))
+        photo, (height, width) = display_copy(image_at(images, image_index), DISPLAY_SIDE)
+        ax.imshow(photo, extent=(0, width, height, 0), cmap="gray" if photo.ndim == 2 else None)
         ax.set_title("photo", fontsize=10)
         ax.set_axis_off()
     for k in range(classes):

@@ -273,7 +273,9 @@ class CAMExplorer:
         The upload button calls it with the file's bytes and name. Raises what
         :func:`helpers.load_image` raises for a file that is not a photo."""
         image = photo if isinstance(photo, np.ndarray) else load_image(photo)
-        self.result = self.result.joined(class_activation_maps(self._model, image, classes="all"))
+        # As a list of one: a bare Keras model resizes a list to its input size, as it does the
+        # constructor's photos (one array would have to be its input size already).
+        self.result = self.result.joined(class_activation_maps(self._model, [image], classes="all"))
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")
         self._photos.append(display_copy(image, _DISPLAY_SIDE))
         index = len(self._photos) - 1
