@@ -343,10 +343,10 @@ def model_images(model: Any, images: Any) -> list[np.ndarray] | np.ndarray:
     limits = _preprocessed_range(model)
     if limits is not None:
         low, high = limits
-        values = source if isinstance(source, np.ndarray) else np.concatenate(
-            [np.ravel(image) for image in source])
-        if values.size:
-            smallest, largest = float(np.min(values)), float(np.max(values))
+        parts = [source] if isinstance(source, np.ndarray) else source  # no copy of a list
+        if all(part.size for part in parts):
+            smallest = min(float(np.min(part)) for part in parts)
+            largest = max(float(np.max(part)) for part in parts)
             margin = 0.01 * (high - low)
             outside = smallest < low - margin or largest > high + margin
             if outside or (low < 0.0 and smallest >= 0.0):

@@ -107,6 +107,8 @@ def test_road_checks_its_arguments():
     photo, maps = np.zeros((16, 16, 3), np.uint8), np.ones((1, 4, 4), np.float32)
     with pytest.raises(ArgumentError, match=r"each of fractions must be a finite number in \[0, 1\)"):
         road(classifier, [photo], maps, [0], fractions=(0.5, 1.0))
+    with pytest.raises(ValueError, match="fractions must increase"):  # (0.5, 0.1): negative areas
+        road(classifier, [photo], maps, [0], fractions=(0.5, 0.1))
     with pytest.raises(ArgumentError, match="noise"):
         road(classifier, [photo], maps, [0], noise=-0.1)
     with pytest.raises(ArgumentError, match="seed must be an integer"):

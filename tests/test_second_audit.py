@@ -46,16 +46,6 @@ def test_tied_box_thresholds_report_the_smallest_in_any_order():
         assert result.best_threshold == pytest.approx(0.1) and result.best == 1.0
 
 
-def test_road_refuses_fractions_out_of_order():
-    """(0.5, 0.1) gave negative areas under the curves."""
-    from tests.test_road import _region_classifier
-
-    classifier = _region_classifier()
-    photo, maps = np.zeros((16, 16, 3), np.uint8), np.ones((1, 4, 4), np.float32)
-    with pytest.raises(ValueError, match="fractions must increase"):
-        helpers.evaluate.road.road(classifier, [photo], maps, [0], fractions=(0.5, 0.1))
-
-
 def test_compile_classifier_finds_a_softmax_inside_a_nested_model():
     """The loss was taken from logits on a softmax that sat inside a wrapped model."""
     inner = _gap_model(activation="softmax")

@@ -71,7 +71,8 @@ def display_image(image: Any) -> np.ndarray:
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
 
 
-#: The longest side, in pixels, of a photo as drawn (a notebook figure shows fewer pixels).
+#: The longest side, in pixels, of the copy of a photo that figures and the explorer draw (about
+#: twice a picture's size: sharp on a high-density screen; a phone photo draws as fast as a sample).
 DISPLAY_SIDE = 1024
 
 

@@ -31,7 +31,7 @@ from helpers.images import as_images
 from helpers.plots._widgets import (
     KERNEL_GONE, KERNEL_HINT, fallback_html, jpeg, mimebundle, two_lines, uploaded_files,
 )
-from helpers.plots.cam import box_bounds, display_copy
+from helpers.plots.cam import DISPLAY_SIDE, box_bounds, display_copy
 
 __all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
 
@@ -39,11 +39,6 @@ __all__ = ["CAMExplorer", "KERNEL_GONE", "cam_explorer", "uploaded_files"]
 _DESCRIPTION_WIDTH = "88px"
 #: Characters per line of the picture's title (wrapped, at most two lines: never clipped).
 _TITLE_CHARACTERS = 58
-
-
-#: Longest side, in pixels, of the copy of a photo that the explorer draws (about twice the
-#: picture's size: sharp on a high-density screen, and a phone photo draws as fast as a sample).
-_DISPLAY_SIDE = 1024
 
 
 class CAMExplorer:
@@ -108,7 +103,7 @@ class CAMExplorer:
         images = as_images(images)
         # (display copy, full size): a copy downscaled once, drawn over the photo's full extent,
         # so a slider move costs the same for any photo and boxes stay in photo pixels.
-        self._photos = [display_copy(image, _DISPLAY_SIDE) for image in images]
+        self._photos = [display_copy(image, DISPLAY_SIDE) for image in images]
         names = (checked_names("image_names", list(image_names) if isinstance(image_names, tuple)
                                else image_names, len(self._photos))
                  if image_names is not None else [f"image {i}" for i in range(len(self._photos))])
@@ -277,7 +272,7 @@ class CAMExplorer:
         # constructor's photos (one array would have to be its input size already).
         self.result = self.result.joined(class_activation_maps(self._model, [image], classes="all"))
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")
-        self._photos.append(display_copy(image, _DISPLAY_SIDE))
+        self._photos.append(display_copy(image, DISPLAY_SIDE))
         index = len(self._photos) - 1
         stem = name.rsplit(".", 1)[0].strip() if name else ""  # ".png" has no stem
         self._names.append(unique_name(stem or f"photo {index}", self._names))
