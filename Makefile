@@ -145,6 +145,16 @@ endif
 	  CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium))" \
 	  $(BIN)/python -m pytest tests/browser -p no:cacheprovider -s
 
+# A whole Binder session (README "Binder"): JupyterLab's server and the six notebooks one after
+# another in a real 2 GiB memory cgroup (root needed), each kernel left running, Binder's
+# variables set; fails on any OOM kill. BINDER_CPUS=0 pins the session to one CPU, as Binder
+# gives. What it measured goes to benchmarks/results/binder_session.json.
+BINDER_CPUS ?=
+.PHONY: test-binder
+test-binder: setup ## the six notebooks in one Jupyter server inside a 2 GiB memory cgroup, as on Binder
+	env -u MPLBACKEND GAPCAM_OFFLINE=1 GAPCAM_BINDER_TEST=1 GAPCAM_BINDER_CPUS=$(BINDER_CPUS) \
+	  $(BIN)/python -m pytest tests/binder -p no:cacheprovider -s
+
 # A wheel for everything in requirements.txt and for this project (with the setuptools that
 # builds its editable install), for this machine's OS, CPU and Python minor version only.
 # Another platform: docs/WORKSHOP.md (pip download --platform ... --only-binary=:all:).
@@ -231,29 +241,45 @@ test-lowest: $(LOWEST_VENV)/.stack-installed ## make test at the lowest allowed 
 test-highest: $(HIGHEST_VENV)/.stack-installed ## make test at the newest allowed versions and Python
 	$(MAKE) --no-print-directory test VENV=$(HIGHEST_VENV)
 
-# A stack like Colab's (README "Colab"): Python 3.12 with the versions of requirements-colab.txt
-# "preinstalled", then this project installed as the notebooks' Colab cell installs it (here from
-# the working tree instead of GitHub); the install must leave every preinstalled package as it
-# was (TensorFlow is not reinstalled). Then every notebook under nbval in that venv.
-COLAB_PY   ?= 3.12
-COLAB_VENV ?= .venv-colab
-$(COLAB_VENV)/.stack-installed: requirements-colab.txt pyproject.toml
+# Colab's runtime as published (README "Colab", colab/README.md): Python 3.13, and Colab's own
+# `pip freeze` (COLAB_FREEZE) used as constraints, less its URL/local-file and nvidia-* lines, for
+# what requirements-colab.txt names ("preinstalled"). Then this project installed as the
+# notebooks' Colab cell installs it (here from the working tree instead of GitHub, with no
+# constraints); that install must leave every preinstalled package as it was. Then every notebook
+# under nbval and the explorer's widget tests in that venv.
+COLAB_PY     ?= 3.13
+COLAB_VENV   ?= .venv-colab
+COLAB_FREEZE ?= colab/pip-freeze-cpu-2026-08-19.txt
+$(COLAB_VENV)/.stack-installed: requirements-colab.txt $(COLAB_FREEZE) pyproject.toml
 	@test -n "$(call find_python,$(COLAB_PY))" || { echo "Python $(COLAB_PY) is needed for" \
 	  "make test-colab and was not found; get it with pyenv install $(COLAB_PY)"; exit 1; }
 	rm -rf $(COLAB_VENV)
 	$(call find_python,$(COLAB_PY)) -m venv $(COLAB_VENV)
-	$(COLAB_VENV)/bin/python -m pip install --quiet -r requirements-colab.txt
+	grep -v -e ' @ ' -e '^-e ' -e '^nvidia-' $(COLAB_FREEZE) > $(COLAB_VENV)/constraints.txt
+	$(COLAB_VENV)/bin/python -m pip install --quiet -c $(COLAB_VENV)/constraints.txt pip
+	$(COLAB_VENV)/bin/python -m pip install --quiet -c $(COLAB_VENV)/constraints.txt -r requirements-colab.txt
 	$(COLAB_VENV)/bin/python -m pip freeze --exclude-editable | sort > $(COLAB_VENV)/preinstalled.txt
 	$(COLAB_VENV)/bin/python -m pip install --quiet .
 	$(COLAB_VENV)/bin/python -m pip freeze | sort | comm -23 $(COLAB_VENV)/preinstalled.txt - \
 	  > $(COLAB_VENV)/replaced.txt
 	@test ! -s $(COLAB_VENV)/replaced.txt || { echo "installing the package replaced these" \
 	  "preinstalled packages:"; cat $(COLAB_VENV)/replaced.txt; exit 1; }
+	@$(COLAB_VENV)/bin/python -c 'import sys, importlib.metadata as m; print("Python %d.%d.%d" % sys.version_info[:3], \
+	  *("%s %s" % (n, m.version(n)) for n in ("tensorflow", "keras", "numpy", "scipy", "matplotlib", \
+	  "scikit-image", "scikit-learn", "ipywidgets", "ipykernel", "jupyter_client", "traitlets", "nbval")))'
+	@$(COLAB_VENV)/bin/python -c 'import re, sys, importlib.metadata as m; \
+	  pins = dict(l.strip().split("==", 1) for l in open(sys.argv[1]) if "==" in l); \
+	  norm = lambda n: re.sub(r"[-_.]+", "-", n).lower(); pins = {norm(k): v for k, v in pins.items()}; \
+	  have = {norm(d.metadata["Name"]): d.version for d in m.distributions()}; \
+	  off = sorted(n for n in have if n in pins and have[n] != pins[n]); \
+	  print(len(have), "packages installed,", sum(n in pins for n in have), "at the version of Colab'"'"'s freeze;", \
+	  len(off), "differ:", ", ".join(off) or "none")' $(COLAB_VENV)/constraints.txt
 	touch $@
 
-test-colab: $(COLAB_VENV)/.stack-installed ## every notebook on a Colab-like stack (Python 3.12)
+test-colab: $(COLAB_VENV)/.stack-installed ## every notebook and the widget tests on Colab's published stack (Python 3.13)
 	$(COLAB_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	$(call pytest_on,$(COLAB_VENV)/bin/python) $(NBVAL)
+	$(call pytest_on,$(COLAB_VENV)/bin/python) tests/test_widgets.py -W ignore::DeprecationWarning
 
 clean: ## remove every venv this Makefile makes
 	rm -rf $(VENV) $(WHEELHOUSE_VENV) $(LOWEST_VENV) $(HIGHEST_VENV) $(COLAB_VENV) .pytest_cache
