@@ -199,3 +199,13 @@ def test_plot_cam_images_marks_the_misclassified_panels_in_red():
     for bad in ([0, 1], [0.0, 1.0, 2.0, 0.0], [0, 1, 2, 3]):
         with pytest.raises((TypeError, ValueError), match="labels"):
             plotting.plot_cam_images(result, images, labels=bad)
+
+
+def test_a_non_negative_map_is_coloured_from_zero_not_from_its_minimum():
+    """The darkest colour of a sequential map means zero: a map in [0.3, 1] must not draw 0.3 as
+    black (review of issue 25); a signed map stays symmetric about zero."""
+    from helpers.plots.cam import DIVERGING_CMAP, SEQUENTIAL_CMAP, map_colors
+
+    assert map_colors(np.linspace(0.3, 1.0, 16).reshape(4, 4)) == (SEQUENTIAL_CMAP, 0.0, 1.0)
+    assert map_colors(-np.linspace(0.3, 1.0, 16).reshape(4, 4)) == (SEQUENTIAL_CMAP, -1.0, 0.0)
+    assert map_colors(np.linspace(-0.5, 1.0, 16).reshape(4, 4)) == (DIVERGING_CMAP, -1.0, 1.0)
