@@ -2,14 +2,19 @@
 
 Introduced in notebook 04. A fixed box threshold (Zhou et al.'s 0.2) favours some models over
 others; Choe et al. (CVPR 2020, "Evaluating Weakly Supervised Object Localization Methods
-Right") score each model at its best threshold instead:
+Right") score each model at its best single threshold for the whole data set instead (an
+oracle over τ, as average precision is over its operating points). Their CVPR paper's MaxBoxAcc
+takes the largest region's box at IoU 0.5; **MaxBoxAccV2** (their released code, and their TPAMI
+2022 extension "Evaluation for Weakly Supervised Object Localization: Protocol, Metrics, and
+Datasets") takes every region's box and averages over IoU 0.3, 0.5 and 0.7:
 
 * ``protocol="choe"``: their definition, as their released code (clovaai/wsolevaluation,
   ``BoxEvaluator`` with ``multi_contour_eval``) computes it: each map min-max normalised,
   ``τ = 0, 0.01, ..., 0.99``, every region's box a candidate and the best-matching one counts
-  (:func:`~helpers.evaluate.boxes.choe_boxes`). With ``iou_threshold=(0.3, 0.5, 0.7)`` the score
-  is **MaxBoxAccV2**, the mean over the IoU thresholds δ of each δ's best accuracy (their
-  ``multi_iou_eval``).
+  (:func:`~helpers.evaluate.boxes.choe_boxes`; the box is chosen by its overlap with the true
+  box, a second oracle). With ``iou_threshold=(0.3, 0.5, 0.7)`` the score is **MaxBoxAccV2**,
+  the mean over the IoU thresholds δ of each δ's best accuracy (their ``multi_iou_eval``). Their
+  code upsamples maps bicubically; :func:`helpers.evaluate_localization` does so bilinearly.
 * ``protocol="zhou"``: Zhou et al.'s box rule (:func:`~helpers.evaluate.boxes.cam_to_box`: the
   largest region at ``τ · max`` of the map as it is), swept over ``τ = 0, 0.05, ..., 0.95``.
   This package's MaxBoxAcc before Choe's was added; it is not Choe et al.'s number.

@@ -78,7 +78,8 @@ def plot_threshold_sweep(
         ax.plot(sweep.thresholds, sweep.accuracies, "-", color=color, label=name)
         ax.plot([sweep.best_threshold], [sweep.best], "*", color=color, markersize=13,
                 markeredgecolor="black", markeredgewidth=0.6)
-        ax.annotate(f"MaxBoxAcc {sweep.best:.2f}\nat τ = {sweep.best_threshold:g}",
+        name_at = "MaxBoxAcc" + (f"@{sweep.iou_thresholds[0]:g}" if len(sweep.iou_thresholds) == 1 else "V2")
+        ax.annotate(f"{name_at} {sweep.best:.2f}\nat τ = {sweep.best_threshold:g}",
                     (sweep.best_threshold, sweep.best), textcoords="offset points",
                     xytext=(10, 2), fontsize=8, color=color)
         if threshold is not None:
