@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers.checks import integer
+from helpers.checks import integer, maps as check_maps
 from helpers.checks import size as size_check
 
 __all__ = ["UPSAMPLE_LIMIT", "CAMResult", "check_upsample_size", "normalize_cam", "resize_maps", "softmax",
@@ -66,13 +66,7 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     numpy.ndarray
         float32 ``(..., H, W)``.
     """
-    low_res = np.asarray(low_res, dtype=np.float32)
-    if low_res.ndim < 2:
-        raise ValueError(f"maps must have at least 2 dimensions (h, w), got shape {low_res.shape}")
-    if low_res.size == 0:
-        raise ValueError(f"maps are empty: shape {low_res.shape} (a map needs h, w >= 1)")
-    if not np.all(np.isfinite(low_res)):
-        raise ValueError("maps contain NaN or infinite values")
+    low_res = check_maps("maps", low_res, float32=True).astype(np.float32, copy=False)
     height, width = size_check("size", size)
     check_upsample_size(low_res.shape, (height, width), "upsample_maps")
     lead, (h, w) = low_res.shape[:-2], low_res.shape[-2:]
@@ -274,18 +268,12 @@ def normalize_cam(maps: Any) -> np.ndarray:
 
     Raises
     ------
-    ValueError
-        If the maps contain NaN or infinite values, or have fewer than 2 dimensions.
+    helpers.checks.ArgumentError
+        Maps that are not real numbers (strings, complex, ragged lists), contain NaN or
+        infinite values, are empty or have fewer than 2 dimensions.
     """
-    if np.iscomplexobj(maps):
-        raise TypeError("maps must be real numbers, got complex values")
-    wide = np.asarray(maps, dtype=np.float64)  # a span of finite values can overflow float32
-    if wide.ndim < 2:
-        raise ValueError(f"maps must have shape (..., H, W), got {wide.shape}")
-    if wide.size == 0:
-        raise ValueError(f"maps are empty: shape {wide.shape}")
-    if not np.all(np.isfinite(wide)):
-        raise ValueError("maps contain NaN or infinite values")
+    # float64: a span of finite values can overflow float32
+    wide = check_maps("maps", maps).astype(np.float64, copy=False)
     low = wide.min(axis=(-2, -1), keepdims=True)
     span = wide.max(axis=(-2, -1), keepdims=True) - low
     safe = np.where(span > 0, span, 1.0)
