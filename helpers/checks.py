@@ -148,8 +148,8 @@ def real_array(name: str, value: Any, what: str = "an array") -> np.ndarray:
 def maps(name: str, value: Any, ndim: int | None = None, *, float32: bool = False) -> np.ndarray:
     """``value`` as float maps ``(..., H, W)`` (exactly ``ndim`` dimensions when given; float32
     kept, anything else float64): real numbers (:func:`real_array`), not empty, finite;
-    ``float32=True`` (the maps will be computed on in float32) also refuses finite values beyond float32's range, which would become
-    infinite. Else :class:`ArgumentError`."""
+    ``float32=True`` (the maps will be computed on in float32) also refuses finite values beyond
+    float32's range, which would become infinite. Else :class:`ArgumentError`."""
     shape = "(N, H, W)" if ndim == 3 else "(H, W)" if ndim == 2 else "(..., H, W)"
     kind = {2: "a 2-D map", 3: "a batch of maps"}.get(ndim, "maps")
     array = real_array(name, value, f"an array {shape}")
