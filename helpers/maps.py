@@ -154,6 +154,9 @@ class CAMResult:
     dtype: str = "float32"
     _maps: np.ndarray | None = field(default=None, repr=False)
     _probabilities: np.ndarray | None = field(default=None, repr=False)
+    #: A weak reference to the Keras model that made the maps (None for a result made by
+    #: hand): :meth:`joined` joins only results of one model.
+    _model: Any = field(default=None, repr=False)
 
     @property
     def maps(self) -> np.ndarray:
@@ -183,11 +186,19 @@ class CAMResult:
         return upsample_maps(self.low_res[image_index, k], self.input_size)
 
     def joined(self, other: CAMResult) -> CAMResult:
-        """This result with ``other``'s images after its own (same model, method, classes and
-        layer): e.g. the explorer adding an uploaded photo."""
+        """This result with ``other``'s images after its own (same model object, method,
+        classes, layer and ``dtype``; ValueError otherwise): e.g. the explorer adding an
+        uploaded photo."""
         if not isinstance(other, CAMResult):
             raise TypeError(f"other must be a CAMResult (of the same model), got "
                             f"{type(other).__name__}")
+        if other._model != self._model:  # two builds of one architecture look alike otherwise
+            raise ValueError("cannot join results of two different models (other was computed "
+                             "with another model object than this result): results of one model "
+                             "join; compute both with the same model")
+        if other.dtype != self.dtype:
+            raise ValueError(f"cannot join a result computed in {other.dtype} to one computed in "
+                             f"{self.dtype}: results of one precision join (pass the same dtype=)")
         if (other.low_res.shape[1:], other.method, other.layer, other.logits.shape[1],
                 other.class_names, other.input_size) != (
                 self.low_res.shape[1:], self.method, self.layer, self.logits.shape[1],
