@@ -290,6 +290,7 @@ def plot_cam(
     -------
     matplotlib.axes.Axes
     """
+    images = as_images(images)  # read once (a generator too); each panel takes one of them
     _check_indices(result, image_index, k, images)
     return show_cam(
         image_at(images, image_index),
@@ -367,6 +368,7 @@ def plot_cam_classes(
     -------
     matplotlib.figure.Figure
     """
+    images = as_images(images)  # read once (a generator too); each panel takes one of them
     _check_indices(result, image_index, 0, images)
     show_photo = flag("show_photo", show_photo)
     classes = result.class_ids.shape[1]
@@ -417,6 +419,7 @@ def plot_cam_images(
     -------
     matplotlib.figure.Figure
     """
+    images = as_images(images)  # read once (a generator too); each panel takes one of them
     _check_indices(result, 0, k, images)
     batch = result.num_images
     if names is not None:
