@@ -6,6 +6,13 @@ imports Keras once with TensorFlow's native start-up log lines silenced (see ``h
 Each function's docstring names the notebook that introduced it.
 """
 
+import sys
+
+if sys.argv[:2] == ["-m", "doctor"]:  # `python -m helpers doctor`: Python imports this package
+    from helpers.doctor import run_if_keras_fails  # first, and the doctor must run even when
+
+    run_if_keras_fails(sys.argv[2:])  # Keras cannot be imported (e.g. a mistyped KERAS_BACKEND)
+
 from helpers._quiet import import_keras_quietly
 
 import_keras_quietly()  # before anything imports keras: hides TensorFlow's native start-up lines

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ArgumentError", "MAX_ARRAY_BYTES", "array_bytes", "choice", "flag", "indices", "instance",
-           "integer", "mapping", "names", "number", "size"]
+           "integer", "mapping", "maps", "names", "number", "real_array", "size", "subset_indices"]
 
 #: The most memory one array made from arguments may take (a synthetic data set): 1 GiB, half
 #: of a Binder session.
@@ -117,6 +117,58 @@ def names(name: str, value: Any, count: int | None = None) -> list[str]:
     return list(value)
 
 
+def _refuse_unordered(name: str, value: Any) -> None:
+    """A set (or a dict's keys) has no order of its own: it changes with ``PYTHONHASHSEED``,
+    i.e. between kernel restarts, so anything done in its order would not repeat."""
+    if isinstance(value, (set, frozenset, type({}.keys()), type({}.values()))):
+        raise ArgumentError(f"{name} must be a list, in the order meant; got a "
+                            f"{type(value).__name__}, whose order changes from one Python "
+                            f"process to the next: pass sorted({name}) or a list")
+
+
+def real_array(name: str, value: Any, what: str = "an array") -> np.ndarray:
+    """``value`` as a numpy array of real numbers (bool, int or float), else
+    :class:`ArgumentError` saying ``what`` is accepted: strings, complex numbers, objects and
+    ragged lists are refused here, before any other numpy call reads them."""
+    if isinstance(value, (str, bytes, dict)):
+        array = None
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):  # ragged lists, objects numpy cannot read
+            array = None
+    if array is None or array.dtype.kind not in "biuf":
+        kind = type(value).__name__ if array is None else f"dtype {array.dtype}"
+        ragged = " (ragged or mixed elements?)" if array is None and isinstance(
+            value, (list, tuple)) else ""
+        raise ArgumentError(f"{name} must be real numbers ({what}), got {kind}{ragged}")
+    return array
+
+
+def maps(name: str, value: Any, ndim: int | None = None, *, float32: bool = False) -> np.ndarray:
+    """``value`` as float maps ``(..., H, W)`` (exactly ``ndim`` dimensions when given; float32
+    kept, anything else float64): real numbers (:func:`real_array`), not empty, finite;
+    ``float32=True`` (the maps will be computed on in float32) also refuses finite values beyond
+    float32's range, which would become infinite. Else :class:`ArgumentError`."""
+    shape = "(N, H, W)" if ndim == 3 else "(H, W)" if ndim == 2 else "(..., H, W)"
+    kind = {2: "a 2-D map", 3: "a batch of maps"}.get(ndim, "maps")
+    array = real_array(name, value, f"an array {shape}")
+    if array.dtype not in (np.float32, np.float64):  # float32 kept: no float64 copy of a batch
+        array = array.astype(np.float64)
+    if (array.ndim != ndim) if ndim is not None else array.ndim < 2:
+        raise ArgumentError(f"{name} must be {kind} {shape}, got shape {array.shape}")
+    if array.size == 0:
+        raise ArgumentError(f"{name} is empty: shape {array.shape} (a map needs H, W >= 1)")
+    if not np.all(np.isfinite(array)):
+        raise ArgumentError(f"{name} contain NaN or infinite values; pass finite maps")
+    largest = float(np.abs(array).max()) if float32 else 0.0
+    if largest > float(np.finfo(np.float32).max):
+        raise ArgumentError(f"{name} hold values up to {largest:.3g}, beyond float32's range "
+                            f"(±{np.finfo(np.float32).max:.3g}), where they would be infinite; "
+                            f"scale them first (e.g. {name} / abs({name}).max())")
+    return array
+
+
 def instance(name: str, value: Any, types: type | tuple[type, ...], expected: str) -> Any:
     """``value`` if it is one of ``types``, else :class:`ArgumentError` saying ``expected``
     (what to pass, e.g. "a CAMResult from helpers.class_activation_maps")."""
@@ -172,3 +224,26 @@ def labels(name: str, value: Any, count: int, num_classes: int) -> np.ndarray:
         raise ArgumentError(f"{name} must lie in 0..{num_classes - 1}, got "
                             f"{array.min()}..{array.max()}")
     return array.astype(np.int64)
+
+
+def subset_indices(indices: Any, count: int) -> Any:
+    """What a data set's ``subset`` takes, checked for ``count`` items: a slice (as it is), one
+    int (as a list of one: a set of one keeps its batch axis), a boolean mask of ``count``, or
+    integer indices in ``-count..count - 1`` (numpy's); else :class:`ArgumentError`."""
+    if isinstance(indices, slice):
+        return indices
+    accepted = f"indices must be in 0..{count - 1} (or a boolean mask of {count}, or a slice)"
+    if isinstance(indices, (int, np.integer)) and not isinstance(indices, (bool, np.bool_)):
+        indices = [int(indices)]
+    array = real_array("indices", indices, accepted)
+    if array.shape == (0,):
+        return array.astype(np.int64)  # an empty set
+    if array.dtype == bool:
+        if array.shape != (count,):
+            raise ArgumentError(f"{accepted}; got a boolean mask of shape {array.shape}")
+        return array
+    if array.dtype.kind not in "iu" or array.ndim != 1:
+        raise ArgumentError(f"{accepted}; got {_given(indices)}")
+    if array.size and (array.min() < -count or array.max() >= count):
+        raise ArgumentError(f"{accepted}; got {array.min()}..{array.max()}")
+    return array

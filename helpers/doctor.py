@@ -42,6 +42,8 @@ WIDGETS_LABEXTENSION = "@jupyter-widgets/jupyterlab-manager"
 #: jupyterlab_widgets 3.x ships 5.x, which renders only ipywidgets 8; 1.1.x ships 3.x, which
 #: renders 7.x in JupyterLab 3 and 4 (checked in a browser: make test-browser-widgets7).
 WIDGETS_FRONTEND_MAJOR = {8: 5, 7: 3}
+#: The values of KERAS_BACKEND that Keras 3 accepts.
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
 #: The sample photo the CAM check uses, and the ImageNet class the offline model must find in it.
 CAM_PHOTO, CAM_CLASS = "chelsea", 285  # Egyptian cat
 
@@ -139,6 +141,11 @@ def _broken_package(error: BaseException) -> str:
 def check_keras_backend(expected: str = EXPECTED_BACKEND) -> CheckResult:
     """Keras imports, and runs on the backend the notebooks are written for. When the import
     fails, the line names the package that failed (Keras, or one helpers needs, e.g. Pillow)."""
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen is not None and chosen not in KERAS_BACKENDS:  # Keras would only say "Unable to..."
+        return CheckResult(False, f"KERAS_BACKEND={chosen!r} is not a Keras backend (Keras "
+                           f"knows {', '.join(KERAS_BACKENDS)}), so Keras cannot import",
+                           f"export KERAS_BACKEND={expected} (or unset it) and restart")
     try:
         import helpers  # noqa: F401 - imports Keras with TensorFlow's start-up lines silenced
         import keras
@@ -406,6 +413,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="convert the offline weights first if they are missing")
     arguments = parser.parse_args(argv)
     return 1 if run_doctor(default_checks(prepare=arguments.prepare)) else 0
+
+
+def run_if_keras_fails(argv: Sequence[str]) -> None:
+    """Run the doctor now and exit with its status when Keras cannot be imported: called by
+    ``helpers/__init__`` for ``python -m helpers doctor``, whose package import would otherwise
+    stop at a traceback before the doctor's first line. The checks import what they need."""
+    try:
+        from helpers._quiet import import_keras_quietly
+
+        import_keras_quietly()
+        import keras  # noqa: F401
+    except Exception:  # noqa: BLE001 - the doctor says what failed, line by line
+        raise SystemExit(main(argv)) from None
 
 
 if __name__ == "__main__":  # python helpers/doctor.py: works even when `import helpers` fails

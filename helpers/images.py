@@ -123,6 +123,11 @@ def as_images(images: Any) -> list[np.ndarray] | np.ndarray:
         images, "shape"
     ):
         values, form = list(images), f"a {type(images).__name__} that yielded nothing"
+        if values and isinstance(values[0], tuple) and len(values[0]) == 2:
+            raise TypeError(
+                f"images is a {type(images).__name__} of (images, labels) pairs, e.g. a data set "
+                "from keras.utils.image_dataset_from_directory; the map methods take images: "
+                "e.g. images, labels = next(iter(dataset)), then pass images")
     else:
         array = _asarray(images, "images")
         if array.ndim == 0:
@@ -330,6 +335,19 @@ def _preprocessed_range(model: Any) -> tuple[float, float] | None:
     return limits
 
 
+def _finite_for_float32(image: np.ndarray) -> None:
+    """Networks compute in float32: NaN, infinite values and finite values beyond float32's
+    range (infinite there) are refused, for every model and every path to it."""
+    if not np.issubdtype(image.dtype, np.integer) and not np.all(np.isfinite(image)):
+        raise ValueError("images contain NaN or infinite values")
+    largest = float(np.finfo(np.float32).max)
+    if image.dtype.itemsize > 4 and image.size and float(np.abs(image).max()) > largest:
+        raise ValueError(
+            f"images hold values up to {float(np.abs(image).max()):.3g}, beyond float32's "
+            f"range (±{largest:.3g}): the network computes in float32, where they would be "
+            "infinite. Scale them first.")
+
+
 def model_images(model: Any, images: Any) -> list[np.ndarray] | np.ndarray:
     """``images`` checked for a Keras ``model``, no conversion: RGB on 0..255
     (:func:`to_rgb_batch`) for a model that takes photos (:func:`takes_rgb_input`); otherwise
@@ -340,6 +358,8 @@ def model_images(model: Any, images: Any) -> list[np.ndarray] | np.ndarray:
     if takes_rgb_input(model):
         return to_rgb_batch(images)
     source = as_images(images)
+    for image in source:  # one image at a time: no copy of a batch
+        _finite_for_float32(image)
     limits = _preprocessed_range(model)
     if limits is not None:
         low, high = limits

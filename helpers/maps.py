@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers.checks import integer
+from helpers.checks import integer, maps as check_maps
 from helpers.checks import size as size_check
 
 __all__ = ["UPSAMPLE_LIMIT", "CAMResult", "check_upsample_size", "normalize_cam", "resize_maps", "softmax",
@@ -66,13 +66,7 @@ def upsample_maps(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     numpy.ndarray
         float32 ``(..., H, W)``.
     """
-    low_res = np.asarray(low_res, dtype=np.float32)
-    if low_res.ndim < 2:
-        raise ValueError(f"maps must have at least 2 dimensions (h, w), got shape {low_res.shape}")
-    if low_res.size == 0:
-        raise ValueError(f"maps are empty: shape {low_res.shape} (a map needs h, w >= 1)")
-    if not np.all(np.isfinite(low_res)):
-        raise ValueError("maps contain NaN or infinite values")
+    low_res = check_maps("maps", low_res, float32=True).astype(np.float32, copy=False)
     height, width = size_check("size", size)
     check_upsample_size(low_res.shape, (height, width), "upsample_maps")
     lead, (h, w) = low_res.shape[:-2], low_res.shape[-2:]
@@ -160,6 +154,9 @@ class CAMResult:
     dtype: str = "float32"
     _maps: np.ndarray | None = field(default=None, repr=False)
     _probabilities: np.ndarray | None = field(default=None, repr=False)
+    #: A weak reference to the Keras model that made the maps (None for a result made by
+    #: hand): :meth:`joined` joins only results of one model.
+    _model: Any = field(default=None, repr=False)
 
     @property
     def maps(self) -> np.ndarray:
@@ -189,11 +186,19 @@ class CAMResult:
         return upsample_maps(self.low_res[image_index, k], self.input_size)
 
     def joined(self, other: CAMResult) -> CAMResult:
-        """This result with ``other``'s images after its own (same model, method, classes and
-        layer): e.g. the explorer adding an uploaded photo."""
+        """This result with ``other``'s images after its own (same model object, method,
+        classes, layer and ``dtype``; ValueError otherwise): e.g. the explorer adding an
+        uploaded photo."""
         if not isinstance(other, CAMResult):
             raise TypeError(f"other must be a CAMResult (of the same model), got "
                             f"{type(other).__name__}")
+        if other._model != self._model:  # two builds of one architecture look alike otherwise
+            raise ValueError("cannot join results of two different models (other was computed "
+                             "with another model object than this result): results of one model "
+                             "join; compute both with the same model")
+        if other.dtype != self.dtype:
+            raise ValueError(f"cannot join a result computed in {other.dtype} to one computed in "
+                             f"{self.dtype}: results of one precision join (pass the same dtype=)")
         if (other.low_res.shape[1:], other.method, other.layer, other.logits.shape[1],
                 other.class_names, other.input_size) != (
                 self.low_res.shape[1:], self.method, self.layer, self.logits.shape[1],
@@ -274,18 +279,12 @@ def normalize_cam(maps: Any) -> np.ndarray:
 
     Raises
     ------
-    ValueError
-        If the maps contain NaN or infinite values, or have fewer than 2 dimensions.
+    helpers.checks.ArgumentError
+        Maps that are not real numbers (strings, complex, ragged lists), contain NaN or
+        infinite values, are empty or have fewer than 2 dimensions.
     """
-    if np.iscomplexobj(maps):
-        raise TypeError("maps must be real numbers, got complex values")
-    wide = np.asarray(maps, dtype=np.float64)  # a span of finite values can overflow float32
-    if wide.ndim < 2:
-        raise ValueError(f"maps must have shape (..., H, W), got {wide.shape}")
-    if wide.size == 0:
-        raise ValueError(f"maps are empty: shape {wide.shape}")
-    if not np.all(np.isfinite(wide)):
-        raise ValueError("maps contain NaN or infinite values")
+    # float64: a span of finite values can overflow float32
+    wide = check_maps("maps", maps).astype(np.float64, copy=False)
     low = wide.min(axis=(-2, -1), keepdims=True)
     span = wide.max(axis=(-2, -1), keepdims=True) - low
     safe = np.where(span > 0, span, 1.0)

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from helpers._engine.graph import describe, flatten_model, producer, single_input, walk_back
+from helpers.checks import ArgumentError
 
 __all__ = ["CAMHead", "find_head", "is_classifier", "keras_model_of"]
 
@@ -251,6 +252,9 @@ def find_head(model: Any, layer: str | None = None, *, pooling: bool = True) -> 
     (default: the GAP/GMP input when there is one, else the last 4-D tensor before the Dense
     layer that no pooling layer produced).
     """
+    if layer is not None and not isinstance(layer, str):  # every method looks layers up here
+        raise ArgumentError(f"layer must be a layer name (str) or None, got "
+                            f"{type(layer).__name__} {layer!r:.60}")
     keras_model = keras_model_of(model)
     key = ("pooling", None) if pooling else ("cut", layer)
     with _LOCK:

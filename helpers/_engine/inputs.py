@@ -63,17 +63,16 @@ def image_source(model: Any, images: Any) -> Images:
     # A model that normalises RGB 0..255 itself (a transfer model) gets its photos checked as a
     # Classifier's are (a 0..1 batch would otherwise pass as nearly black photos); a classifier's
     # bare network refuses photos that were not preprocessed.
-    source = model_images(keras_model_of(model), images)
-    largest = float(np.finfo(np.float32).max)
-    for image in source:
-        if not np.issubdtype(image.dtype, np.integer) and not np.all(np.isfinite(image)):
-            raise ValueError("images contain NaN or infinite values")
-        if image.dtype.itemsize > 4 and image.size and float(np.abs(image).max()) > largest:
-            raise ValueError(
-                f"images hold values up to {float(np.abs(image).max()):.3g}, beyond float32's "
-                f"range (±{largest:.3g}): the network computes in float32, where they would be "
-                "infinite. Scale them first.")
+    source = model_images(keras_model_of(model), images)  # finite, within float32 too
     size = _fixed_size(model)
+    expected = _expected_shape(model)
+    if isinstance(source, list) and expected and expected[-1] is not None:
+        for index, image in enumerate(source):
+            if image.shape[-1] != expected[-1]:
+                alpha = " (drop alpha with image[..., :3])" if image.shape[-1] == 4 else ""
+                raise ValueError(
+                    f"image {index} has {image.shape[-1]} channels, model "
+                    f"{keras_model_of(model).name!r} takes {expected[-1]}{alpha}")
     if isinstance(source, list):
         shapes = {image.shape if size is None else image.shape[2:] for image in source}
         if len(shapes) > 1:
@@ -84,7 +83,6 @@ def image_source(model: Any, images: Any) -> Images:
         shape = (*size, source[0].shape[2]) if size is not None else source[0].shape
     else:
         shape = tuple(source.shape[1:])
-    expected = _expected_shape(model)
     for axis, (got, want) in enumerate(zip(shape, expected or ())):
         if want is not None and got != want:
             raise ValueError(

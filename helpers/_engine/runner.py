@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -318,4 +319,5 @@ def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | 
         output_activation=head.output_activation,
         dtype=precision,
         _maps=outputs["maps"].astype(np.float32, copy=False) if "maps" in outputs else None,
+        _model=weakref.ref(keras_model_of(model)),
     )

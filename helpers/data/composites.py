@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from helpers.checks import ArgumentError, array_bytes, integer, number
+from helpers.checks import ArgumentError, array_bytes, integer, number, subset_indices
 from helpers.data.samples import sample_image
 from helpers.images import resize_image
 
@@ -126,8 +126,7 @@ class PhotoComposites:
         """The composites at ``indices`` (an index array, boolean mask or slice), as a new set.
         One index gives a set of one
         (not a bare image, which would lose its batch axis)."""
-        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
-            indices = [int(indices)]
+        indices = subset_indices(indices, len(self.labels))
         return PhotoComposites(
             images=self.images[indices],
             labels=self.labels[indices],

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from helpers.checks import ArgumentError, array_bytes, integer, number
+from helpers.checks import ArgumentError, array_bytes, integer, number, subset_indices
 
 __all__ = [
     "DIGIT_SOURCE_SIZE",
@@ -88,8 +88,7 @@ class DigitCanvases:
         """The canvases at ``indices`` (an index array, boolean mask or slice), as a new set. One
         index gives a set of one
         (not a bare image, which would lose its batch axis)."""
-        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
-            indices = [int(indices)]
+        indices = subset_indices(indices, len(self.labels))
         return DigitCanvases(
             images=self.images[indices],
             labels=self.labels[indices],
@@ -97,6 +96,10 @@ class DigitCanvases:
             sources=self.sources[indices],
             digit_sizes=self.digit_sizes[indices],
         )
+
+
+#: Distractor pieces scaled at once (the rest are drawn, not yet scaled).
+_PIECES_AT_ONCE = 1024
 
 
 @functools.lru_cache(maxsize=1)
@@ -355,6 +358,9 @@ def make_digit_canvases(
 
     if clutter:
         count = n * clutter
+        # Each distractor is a scaled digit of up to high x high floats: bounded as the canvases.
+        array_bytes(f"make_digit_canvases({n}, clutter={clutter})'s {count:,} distractor pieces",
+                    (count, high, high), 4)
         owner = np.repeat(np.arange(n), clutter)
         fragment_sources = pool[rng.integers(0, pool.size, size=count)]
         fragment_sizes = rng.integers(low, high + 1, size=count)
@@ -363,12 +369,15 @@ def make_digit_canvases(
         crop_lefts = (rng.random(count) * (fragment_sizes - crops + 1)).astype(np.int64)
         paste_tops = (rng.random(count) * (canvas_size - crops + 1)).astype(np.int64)
         paste_lefts = (rng.random(count) * (canvas_size - crops + 1)).astype(np.int64)
-        pieces, _ = _scale_digits(images[fragment_sources], fragment_sizes, ink_threshold)
-        for i in range(count):
-            c, t, l = crops[i], paste_tops[i], paste_lefts[i]
-            piece = pieces[i][crop_tops[i] : crop_tops[i] + c, crop_lefts[i] : crop_lefts[i] + c]
-            region = canvases[owner[i], t : t + c, l : l + c]
-            np.maximum(region, piece, out=region)
+        for start in range(0, count, _PIECES_AT_ONCE):  # scaled a batch at a time, then pasted
+            part = slice(start, start + _PIECES_AT_ONCE)
+            pieces, _ = _scale_digits(images[fragment_sources[part]], fragment_sizes[part],
+                                      ink_threshold)
+            for i, whole in enumerate(pieces, start):
+                c, t, l = crops[i], paste_tops[i], paste_lefts[i]
+                piece = whole[crop_tops[i] : crop_tops[i] + c, crop_lefts[i] : crop_lefts[i] + c]
+                region = canvases[owner[i], t : t + c, l : l + c]
+                np.maximum(region, piece, out=region)
 
     digits, extents = _scale_digits(images[sources], sizes, ink_threshold)
     if np.any(extents[:, 0] < 0):  # only with a high ink_threshold

@@ -61,6 +61,13 @@ def _to_rgb_uint8(picture: Any) -> np.ndarray:
         # 16-bit grayscale ("I;16", or "I" in older Pillow): 0..65535 scaled to 0..255, not
         # clipped. A 32-bit integer or float image is scaled by its own maximum.
         values = np.asarray(picture, dtype=np.float32)
+        if not np.all(np.isfinite(values)):  # a scale of NaN would make every pixel black
+            raise _Refused("holds NaN or infinite values (a float image); it is not a photo: "
+                           "replace them (e.g. numpy.nan_to_num) and pass the array")
+        if values.size and float(values.min()) < 0:  # would be clipped to black
+            raise _Refused(f"holds negative values (down to {float(values.min()):g}); a "
+                           "grayscale photo is 0..max: rescale it to 0..255, e.g. (a - a.min()) "
+                           "/ (a.max() - a.min()) * 255, and pass the array")
         top = float(values.max(initial=0.0))
         scale = 65535.0 if (mode.startswith("I;16") or top <= 65535.0) and mode != "F" else max(top, 1.0)
         gray = np.clip(np.rint(values / scale * 255.0), 0, 255).astype(np.uint8)
@@ -103,7 +110,8 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
         The path is a folder: use :func:`load_images`.
     ValueError
         The file or bytes are not an image Pillow can read (the message names the file), or hold
-        more pixels than :data:`MAX_IMAGE_PIXELS` (and are not a JPEG that fits at 1/8).
+        more pixels than :data:`MAX_IMAGE_PIXELS` (and are not a JPEG that fits at 1/8), or a
+        32-bit (float or integer) image holds NaN, infinite or negative values.
     TypeError
         ``source`` is neither a path nor bytes.
     """
@@ -133,6 +141,8 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
             return _to_rgb_uint8(picture)
     except _TooLarge as error:
         raise ValueError(str(error)) from None
+    except _Refused as error:
+        raise ValueError(f"{_describe(source)} {error}") from None
     except Image.DecompressionBombError as error:  # Pillow refuses from the header, above 2x its limit
         raise ValueError(f"{_describe(source)} declares too many pixels ({error}); "
                          + _LIMIT_ADVICE.format(limit=MAX_IMAGE_PIXELS)) from None
@@ -149,6 +159,11 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
 
 class _TooLarge(Exception):
     pass
+
+
+class _Refused(Exception):
+    """Pixels that decode but are no photo (NaN, negative values); the message follows the
+    file's name."""
 
 
 def _bound_pixels(picture: Any, source: Any) -> None:

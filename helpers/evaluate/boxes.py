@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from helpers.checks import ArgumentError, integer, number
+from helpers.checks import ArgumentError, integer, number, real_array
+from helpers.checks import maps as check_maps
 
 __all__ = ["CHOE_THRESHOLDS", "NO_BOX", "box_iou", "cam_to_box", "cams_to_boxes", "choe_boxes",
            "maps_and_boxes",
@@ -41,17 +42,13 @@ _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 #: Choe et al.'s box thresholds: ``np.arange(0, 1, cam_curve_interval)`` with the 0.01 of their
 #: README's evaluation command (their config.py's default is 0.001).
 CHOE_THRESHOLDS: np.ndarray = np.arange(0, 1, 0.01)
+#: Pixels of threshold masks :func:`choe_boxes` makes at once (each costs about 5 bytes with
+#: the Euler count's temporaries): 1 << 21 is about 10 MiB, whatever the map's size.
+_CHOE_CHUNK_PIXELS = 1 << 21
 
 
 def _check_map(cam: Any, name: str = "cam") -> np.ndarray:
-    array = np.asarray(cam, dtype=np.float64)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D map (H, W), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty: shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
+    return check_maps(name, cam, 2).astype(np.float64, copy=False)
 
 
 def check_threshold(threshold: float) -> float:
@@ -123,10 +120,11 @@ def cams_to_boxes(cams: Any, threshold: float = 0.2) -> np.ndarray:
 
     Maps with no positive value give the row :data:`NO_BOX` ``(-1, -1, -1, -1)``.
     """
-    array = np.asarray(cams)
-    if array.ndim != 3:
-        raise ValueError(f"cams must be a batch of maps (N, H, W), got shape {array.shape}")
     check_threshold(threshold)
+    array = real_array("cams", cams, "an array (N, H, W)")
+    if array.ndim == 3 and len(array) == 0:
+        return np.empty((0, 4), dtype=np.int64)  # no maps, no boxes
+    array = check_maps("cams", array, 3)
     boxes = np.empty((len(array), 4), dtype=np.int64)
     for index, cam in enumerate(array):
         box = cam_to_box(cam, threshold)
@@ -228,17 +226,19 @@ def choe_boxes(cam: Any, thresholds: Any = None) -> list[np.ndarray]:
     image = (_min_max(array) * 255).astype(np.uint8)
     peak = float(image.max())
     height, width = image.shape
-    masks = image[None] > np.array([int(threshold * peak) for threshold in sweep])[:, None, None]
-    eulers = _euler_numbers(masks)
+    cuts = np.array([int(threshold * peak) for threshold in sweep])
     boxes = []
-    for mask, euler in zip(masks, eulers):
-        if not mask.any():
-            boxes.append(np.zeros((1, 4), dtype=np.int64))
-            continue
-        found = _region_boxes(mask, int(euler))
-        found[:, 2] = np.minimum(found[:, 2] + 1, width - 1)  # x + w, at most W - 1
-        found[:, 3] = np.minimum(found[:, 3] + 1, height - 1)  # y + h, at most H - 1
-        boxes.append(found)
+    chunk = max(1, _CHOE_CHUNK_PIXELS // image.size)  # masks of a few thresholds at a time
+    for start in range(0, len(cuts), chunk):
+        masks = image[None] > cuts[start:start + chunk, None, None]
+        for mask, euler in zip(masks, _euler_numbers(masks)):
+            if not mask.any():
+                boxes.append(np.zeros((1, 4), dtype=np.int64))
+                continue
+            found = _region_boxes(mask, int(euler))
+            found[:, 2] = np.minimum(found[:, 2] + 1, width - 1)  # x + w, at most W - 1
+            found[:, 3] = np.minimum(found[:, 3] + 1, height - 1)  # y + h, at most H - 1
+            boxes.append(found)
     return boxes
 
 
@@ -258,14 +258,11 @@ def check_thresholds(thresholds: Any) -> np.ndarray:
 def as_boxes(boxes: Any, name: str) -> np.ndarray:
     if boxes is None:
         return np.asarray(NO_BOX, dtype=np.float64)
-    if isinstance(boxes, (str, bytes, dict)) or np.iscomplexobj(boxes):
-        raise TypeError(f"{name} must be numbers (x0, y0, x1, y1), or an array (N, 4) of them; "
-                        f"got a {type(boxes).__name__}")
-    try:
-        array = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be numbers (x0, y0, x1, y1), or an array (N, 4) of them; "
-                        f"got {str(boxes)[:80]!r} ({error})") from None
+    try:  # converted under this guard before any other numpy call reads them
+        array = real_array(name, boxes).astype(np.float64)
+    except ArgumentError:
+        raise ArgumentError(f"{name} must be numbers (x0, y0, x1, y1), or an array (N, 4) of "
+                            f"them; got {str(boxes)[:80]!r} ({type(boxes).__name__})") from None
     if array.shape[-1:] != (4,):
         raise ValueError(f"{name} must have shape (..., 4) as (x0, y0, x1, y1), got {array.shape}")
     if not np.all(np.isfinite(array)):
@@ -277,28 +274,10 @@ def as_boxes(boxes: Any, name: str) -> np.ndarray:
     return array
 
 
-def maps_and_boxes(cams: Any, true_boxes: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Check the pair every localisation score takes: maps ``(N, H, W)``, finite and not empty,
-    and ``(N, 4)`` inclusive boxes **in the maps' frame** (inside ``W × H``; a box that reaches
-    past the maps was drawn for another resolution, e.g. 224-pixel boxes for 7 × 7 maps, and
-    would score 0 without a word). Returns them as floating arrays: float32 maps are kept as
-    they are (no float64 copy of a whole batch: each score converts one map at a time)."""
-    array = np.asarray(cams)
-    if array.dtype.kind not in "iuf":
-        raise TypeError(f"cams must be real numbers, got dtype {array.dtype}")
-    if array.dtype not in (np.float32, np.float64):
-        array = array.astype(np.float64)
-    if array.ndim != 3:
-        raise ValueError(f"cams must be a batch of maps (N, H, W), got shape {array.shape}")
-    if len(array) == 0:
-        raise ValueError("got no samples (cams is empty); a score of nothing is undefined")
-    if min(array.shape[1:]) == 0:
-        raise ValueError(f"cams are empty maps: shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("cams contain NaN or infinite values")
-    truth = as_boxes(true_boxes, "true_boxes")
-    if truth.shape != (len(array), 4):
-        raise ValueError(f"true_boxes must be (N, 4) for {len(array)} maps, got {truth.shape}")
+def refuse_no_box(truth: np.ndarray) -> np.ndarray:
+    """The ``(N,)`` rows of checked true boxes ``(N, 4)`` that are :data:`NO_BOX`, if none is:
+    a sample without a true box cannot be scored (an IoU of 0 would count it as a miss), so
+    every localisation score refuses it with a ValueError naming the first."""
     missing = np.all(truth == -1, axis=-1)
     if np.any(missing):
         i = int(np.flatnonzero(missing)[0])
@@ -306,7 +285,23 @@ def maps_and_boxes(cams: Any, true_boxes: Any) -> tuple[np.ndarray, np.ndarray]:
             f"true box {i} is NO_BOX (-1, -1, -1, -1), no box: each sample scored needs its true "
             f"box ({int(missing.sum())} of {len(truth)} have none); score only the samples that "
             "have one")
-    present = ~missing
+    return missing
+
+
+def maps_and_boxes(cams: Any, true_boxes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Check the pair every localisation score takes: maps ``(N, H, W)``, finite and not empty,
+    and ``(N, 4)`` inclusive boxes **in the maps' frame** (inside ``W × H``; a box that reaches
+    past the maps was drawn for another resolution, e.g. 224-pixel boxes for 7 × 7 maps, and
+    would score 0 without a word). Returns them as floating arrays: float32 maps are kept as
+    they are (no float64 copy of a whole batch: each score converts one map at a time)."""
+    array = real_array("cams", cams, "an array (N, H, W)")
+    if array.ndim == 3 and len(array) == 0:
+        raise ValueError("got no samples (cams is empty); a score of nothing is undefined")
+    array = check_maps("cams", array, 3)
+    truth = as_boxes(true_boxes, "true_boxes")
+    if truth.shape != (len(array), 4):
+        raise ValueError(f"true_boxes must be (N, 4) for {len(array)} maps, got {truth.shape}")
+    present = ~refuse_no_box(truth)
     height, width = array.shape[1:]
     outside = present & ((truth[:, :2].min(axis=1) < 0) | (truth[:, 2] > width - 1)
                          | (truth[:, 3] > height - 1))

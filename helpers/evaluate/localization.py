@@ -21,6 +21,7 @@ from helpers.cam import class_activation_maps
 from helpers.checks import integer
 from helpers.evaluate.boxes import (
     as_boxes, box_iou, cams_to_boxes, check_iou_threshold, check_threshold, maps_and_boxes,
+    refuse_no_box,
 )
 from helpers.evaluate.max_box import MaxBoxAccuracy, check_protocol, max_box_accuracy
 from helpers.maps import upsample_maps
@@ -68,8 +69,8 @@ def localization_accuracy(
     Raises
     ------
     ValueError
-        No samples, mismatched shapes, or ``iou_threshold`` outside ``(0, 1]`` (50 for 50% is
-        refused, not scored 0).
+        No samples, mismatched shapes, a true box that is :data:`NO_BOX`, or ``iou_threshold``
+        outside ``(0, 1]`` (50 for 50% is refused, not scored 0).
     TypeError
         ``correct_class`` that is not boolean (class labels such as ``[3, 7]`` are refused, not
         cast to True).
@@ -81,6 +82,7 @@ def localization_accuracy(
             f"predicted_boxes {predicted.shape} and true_boxes {truth.shape} must both be (N, 4)"
         )
     _check_count(len(predicted), "predicted_boxes")
+    refuse_no_box(truth)  # as every localisation score: a sample without a true box is no miss
     hits = np.asarray(box_iou(predicted, truth)) >= check_iou_threshold(iou_threshold)
     if correct_class is not None:
         hits &= _check_bools(correct_class, "correct_class", hits.shape)

@@ -31,11 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from helpers.checks import integer, number
+from helpers.checks import ArgumentError, integer, number
 from helpers.evaluate.trust import LazyImages, class_probabilities, prepare_faithfulness
 from helpers.models import Classifier
 
-__all__ = ["NEIGHBOURS", "RoadCurves", "noisy_linear_imputation", "road"]
+__all__ = ["MAX_FRACTIONS", "NEIGHBOURS", "RoadCurves", "noisy_linear_imputation", "road"]
+
+#: The most fractions :func:`road` takes (as ``deletion_insertion``'s ``steps`` is capped): 100
+#: fractions cost about 400 s per image at 224 × 224.
+MAX_FRACTIONS = 100
 
 #: ``(row offset, column offset, weight)`` of the 8 neighbours in ROAD's ``NoisyLinearImputer``.
 NEIGHBOURS = ((-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6),
@@ -143,7 +147,8 @@ def road(
     classifier, images, maps, class_ids
         As :func:`helpers.deletion_insertion`.
     fractions
-        Shares of the pixels removed, each in [0, 1) (ROAD's percentages 10 % … 90 % by default).
+        Shares of the pixels removed, each in [0, 1) (ROAD's percentages 10 % … 90 % by default),
+        at most :data:`MAX_FRACTIONS` of them.
     noise
         Standard deviation of the imputation noise on [0, 1]-scaled images (ROAD: 0.01; 0: the
         plain linear imputation).
@@ -157,10 +162,15 @@ def road(
     Raises
     ------
     ValueError, TypeError
-        As :func:`helpers.deletion_insertion`; a fraction outside [0, 1), a negative ``noise``.
+        As :func:`helpers.deletion_insertion` (a constant map too); a fraction outside [0, 1),
+        more than :data:`MAX_FRACTIONS` fractions, a negative ``noise``.
     """
-    fractions = np.array([number("each of fractions", f, 0.0, 1.0, high_open=True)
-                          for f in np.ravel(np.asarray(fractions, dtype=object))])
+    given = np.ravel(np.asarray(fractions, dtype=object))
+    if given.size > MAX_FRACTIONS:  # each costs a sparse solve per image and order (~2 s)
+        raise ArgumentError(
+            f"fractions must be at most {MAX_FRACTIONS} shares (each takes about 2 s per image and "
+            f"order at 224 × 224), got {given.size}; e.g. np.arange(0.1, 1, 0.1)")
+    fractions = np.array([number("each of fractions", f, 0.0, 1.0, high_open=True) for f in given])
     if fractions.size == 0:
         raise ValueError("fractions is empty; pass at least one share of pixels to remove")
     if np.any(np.diff(fractions) <= 0):

@@ -29,7 +29,8 @@ import keras
 import numpy as np
 
 from helpers.cam import forward, keras_model_of
-from helpers.checks import choice, integer, number
+from helpers.checks import ArgumentError, choice, integer, number
+from helpers.checks import maps as check_maps
 from helpers.images import resize_images, to_rgb_batch
 from helpers.maps import softmax, upsample_maps
 from helpers.models import Classifier
@@ -114,7 +115,13 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0, *,
     keras_model = keras_model_of(model)
     if isinstance(layers, str):
         raise ValueError(f"layers must be a list of layer names, got the str {layers!r}")
-    if not isinstance(layers, (list, tuple, set)) or not all(isinstance(n, str) for n in layers):
+    if isinstance(layers, (set, frozenset, type({}.keys()))):
+        raise ArgumentError(
+            f"layers must be a list of layer names, in the order meant (layer i is drawn with "
+            f"seed + i), got a {type(layers).__name__}, whose order changes from one Python "
+            "process to the next (PYTHONHASHSEED): the same seed would give other weights. Pass a "
+            "list, e.g. the model's layer names from the output down")
+    if not isinstance(layers, (list, tuple)) or not all(isinstance(n, str) for n in layers):
         raise TypeError(f"layers must be a list of layer names, got {layers!r:.80}")
     layers = list(layers)
     known = {layer.name: layer for layer in keras_model.layers}
@@ -192,21 +199,29 @@ def prepare_faithfulness(classifier: Classifier, images: Any, maps: Any, class_i
     (B, H, W, 3) on 0..255, maps upsampled bilinearly to (B, H, W), class ids (B,))``.
 
     Raises TypeError/ValueError for a classifier that is not a Classifier, mismatched counts,
-    maps that are not finite, and class ids that are not ints in range."""
+    maps that are not finite real numbers, a constant map (it ranks no pixel: the error names
+    the image), and class ids that are not ints in range."""
     if not isinstance(classifier, Classifier):
         raise TypeError(f"classifier must be a helpers.Classifier, got {type(classifier).__name__}")
     resized = resize_images(to_rgb_batch(images), classifier.input_size)  # as preprocess does
     batch = resized.shape[0]
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 3 or maps.shape[0] != batch:
+    maps = check_maps("maps", maps, 3)
+    if maps.shape[0] != batch:
         raise ValueError(f"maps must be (B, h, w) with B = {batch} images, got shape {maps.shape}")
-    if not np.all(np.isfinite(maps)):
-        raise ValueError("maps contain NaN or infinite values")
     class_ids = np.asarray(class_ids)
     if class_ids.shape != (batch,) or not np.issubdtype(class_ids.dtype, np.integer):
         raise ValueError(f"class_ids must be {batch} integer class ids, got {class_ids!r:.80}")
     if np.any((class_ids < 0) | (class_ids >= classifier.num_classes)):
         raise ValueError(f"class ids must be in 0..{classifier.num_classes - 1}, got {class_ids}")
+    flat = maps.reshape(batch, -1)
+    constant = flat.max(axis=1) == flat.min(axis=1)
+    if np.any(constant):  # no evidence anywhere: ties everywhere, ranked by reading order
+        raise ValueError(f"map {int(np.flatnonzero(constant)[0])} is constant: it ranks no "
+                         "pixel; score only maps that vary (a map of all zeros found nothing)")
+    largest = np.abs(maps).max(axis=(1, 2), keepdims=True)
+    if largest.max() > np.finfo(np.float32).max:  # only ranked: scaled, not made infinite
+        maps = maps / largest
+    maps = maps.astype(np.float32)
     return resized, upsample_maps(maps, classifier.input_size), class_ids
 
 
@@ -303,8 +318,8 @@ def deletion_insertion(
     Raises
     ------
     ValueError, TypeError
-        Mismatched counts, a map that is not finite, bad ``steps``, ``blur_sigma``, ``baseline``
-        or class ids.
+        Mismatched counts, a map that is not finite real numbers, a constant map (it ranks no
+        pixel), bad ``steps``, ``blur_sigma``, ``baseline`` or class ids.
     """
     steps = integer("steps", steps, 1, 1000)
     blur_sigma = number("blur_sigma (pixels)", blur_sigma, 0.0, 1e3, low_open=True, high_open=True)

@@ -90,15 +90,18 @@ class Classifier:
     def logits(self, images: Any, batch_size: int = 32) -> np.ndarray:
         """Logits ``(B, num_classes)`` for raw RGB images (preprocessing included).
 
-        ``batch_size`` (a positive int) is how many images go through the model at once.
+        ``batch_size`` (a positive int) is how many images are preprocessed and go through the
+        model at once (it bounds the memory the float32 copies take).
         """
         batch_size = integer("batch_size", batch_size, 1)
-        inputs = self.preprocess(images)
-        # predict_on_batch, not an eager self.model(x): the same logits, but TensorFlow's eager
-        # call keeps far more memory in the kernel afterwards (README, "Memory").
+        photos = to_rgb_batch(images)  # checked (and a generator read) once, not yet copied
+        # One batch preprocessed at a time: a float32 copy of every photo at once would fill a
+        # small kernel's memory for a few hundred photos. predict_on_batch, not an eager
+        # self.model(x): the same logits, but TensorFlow's eager call keeps far more memory in
+        # the kernel afterwards (README, "Memory").
         outputs = [
-            np.asarray(self.model.predict_on_batch(inputs[i : i + batch_size]))
-            for i in range(0, len(inputs), batch_size)
+            np.asarray(self.model.predict_on_batch(self.preprocess(photos[i : i + batch_size])))
+            for i in range(0, len(photos), batch_size)
         ]
         return np.concatenate(outputs, axis=0)
 

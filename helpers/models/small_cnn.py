@@ -18,7 +18,7 @@ from typing import Literal
 
 import keras
 
-from helpers.checks import ArgumentError, flag, integer, number
+from helpers.checks import ArgumentError, array_bytes, flag, integer, number
 
 __all__ = [
     "HEADS",
@@ -114,10 +114,18 @@ def _head_layers(
     else:
         x = keras.layers.GlobalMaxPooling2D(name="gmp")(x)
     if hidden is not None:
+        dense_kernel_bytes(x, hidden, "hidden")
         x = keras.layers.Dense(
             hidden, activation="relu", kernel_initializer=initializer(100), name="hidden"
         )(x)
+    dense_kernel_bytes(x, num_classes, "num_classes")
     return keras.layers.Dense(num_classes, kernel_initializer=initializer(101), name="logits")(x)
+
+
+def dense_kernel_bytes(inputs: keras.KerasTensor, units: int, argument: str) -> None:
+    """Refuse (:func:`helpers.checks.array_bytes`) a Dense kernel ``(inputs, units)`` above the
+    limit before Keras draws it: ``argument`` (e.g. ``num_classes=10**9``) is what was wrong."""
+    array_bytes(f"{argument}={units:,}: the Dense kernel", (int(inputs.shape[-1]), units), 4)
 
 
 def build_head(

@@ -18,6 +18,7 @@ epoch. The trained layer is the model's own layer, so the model is trained too.
 
 from __future__ import annotations
 
+import random
 import weakref
 from collections.abc import Mapping
 from os import PathLike
@@ -31,6 +32,7 @@ from helpers.checks import ArgumentError, instance, integer, number
 from helpers.env import set_seed
 from helpers.images import declare_rgb_input, model_images, resize_images, takes_rgb_input
 from helpers.models.classifier import Classifier
+from helpers.models.small_cnn import dense_kernel_bytes
 
 __all__ = ["PhotoNormalization", "build_transfer_model", "fit_transfer_head", "pooled_features"]
 
@@ -129,7 +131,8 @@ def build_transfer_model(
     TypeError
         ``classifier`` is not a :class:`helpers.Classifier`, or an argument has the wrong type.
     ValueError
-        The classifier has no GAP → Dense head (VGG-16), or ``num_classes < 2``.
+        The classifier has no GAP → Dense head (VGG-16), or ``num_classes < 2``, or so many
+        classes that the Dense kernel would exceed :data:`helpers.checks.MAX_ARRAY_BYTES`.
     """
     if not isinstance(classifier, Classifier):
         raise TypeError(
@@ -149,6 +152,7 @@ def build_transfer_model(
     images = keras.Input((height, width, 3), name="image")
     features = base(_normalization_layer(classifier)(images))  # f: (B, h, w, k)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)  # F: (B, k)
+    dense_kernel_bytes(pooled, num_classes, "num_classes")  # before Keras draws it
     logits = keras.layers.Dense(
         num_classes,
         kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)),
@@ -323,8 +327,14 @@ def fit_transfer_head(
 
     Everything before the Dense layer is left as it is (frozen, whatever its ``trainable``
     flag), and a Dropout between the pooling and the Dense layer is skipped: to train those,
-    fine-tune the whole model with ``model.fit``. :func:`helpers.set_seed` (``seed``) is called
-    first, so a run is repeatable.
+    fine-tune the whole model with ``model.fit``.
+
+    Each call starts afresh: the Dense layer's weights are drawn again from its initializers,
+    seeded by ``seed`` (for :func:`build_transfer_model`'s layer with the same seed, the weights
+    it was built with), and the batches are shuffled with ``seed``, so running a cell again
+    repeats its curve instead of training on from where the last run ended. The shuffling is
+    seeded through :func:`helpers.set_seed`; the caller's Python and NumPy random states are
+    restored afterwards (the backend's global seed, e.g. TensorFlow's, stays set to ``seed``).
 
     Parameters
     ----------
@@ -397,7 +407,7 @@ def fit_transfer_head(
             f"{targets.min()}..{targets.max()}"
         )
 
-    set_seed(seed)
+    _reinitialise(head.dense, seed)  # a repeat call starts where the first did, not where it ended
     pooled = keras.Input((features.shape[1],), name="pooled")
     head_only = keras.Model(pooled, head.dense(pooled), name="dense_head")  # the same layer
     head_only.compile(
@@ -405,7 +415,28 @@ def fit_transfer_head(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    return head_only.fit(
-        features, targets.astype(np.int64), epochs=epochs, batch_size=batch_size, shuffle=True,
-        verbose=verbose,
-    )
+    saved = random.getstate(), np.random.get_state()  # the caller's random state is theirs
+    set_seed(seed)  # the shuffling of the batches
+    try:
+        return head_only.fit(
+            features, targets.astype(np.int64), epochs=epochs, batch_size=batch_size,
+            shuffle=True, verbose=verbose,
+        )
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+
+
+def _reinitialise(dense: keras.layers.Dense, seed: int) -> None:
+    """Draw ``dense``'s weights afresh from its own initializers, seeded by ``seed`` (for
+    :func:`build_transfer_model`'s layer, with the same seed, the weights it was built with)."""
+    for variable in dense.weights:
+        name = str(variable.name).split("/")[-1].split(":")[0]  # "kernel", "bias"
+        initializer = getattr(dense, f"{name}_initializer", None)
+        if initializer is None:
+            raise ValueError(f"cannot re-initialise the Dense layer {dense.name!r}: its variable "
+                             f"{name!r} has no initializer")
+        config = initializer.get_config()
+        if "seed" in config:
+            initializer = type(initializer).from_config({**config, "seed": seed})
+        variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))

@@ -296,7 +296,7 @@ def plot_cam(
     -------
     matplotlib.axes.Axes
     """
-    _check_indices(result, image_index, k, images)
+    images = _check_indices(result, image_index, k, images)  # read once (a generator too)
     return show_cam(
         image_at(images, image_index),
         result.map(image_index, k),
@@ -310,17 +310,22 @@ def plot_cam(
     )
 
 
-def _check_indices(result: Any, image_index: Any, k: Any, images: Any = None) -> None:
+def _check_indices(result: Any, image_index: Any, k: Any, images: Any = None) -> Any:
     """The result is a CAMResult, the indices are in range, and ``images`` (when given) are as
-    many as the result's: maps drawn over other photos would look right and be wrong."""
+    many as the result's: maps drawn over other photos would look right and be wrong. Returns
+    ``images`` read once (:func:`as_images`; a generator too), for every panel to take from."""
     instance("result", result, CAMResult, "a CAMResult from helpers.class_activation_maps or "
              "helpers.grad_cam (the arguments are result, images, ...)")
     batch, classes = result.class_ids.shape
     integer("image_index", image_index, 0, batch - 1)
     integer(f"k (the result has {classes} classes per image)", k, 0, classes - 1)
-    if images is not None and len(as_images(images)) != batch:
-        raise ValueError(f"images hold {len(as_images(images))} photos, the result maps {batch}: "
+    if images is None:
+        return None
+    images = as_images(images)
+    if len(images) != batch:
+        raise ValueError(f"images hold {len(images)} photos, the result maps {batch}: "
                          "pass the photos the result was computed from")
+    return images
 
 
 def _grid(count: int, ncols: int, size: float) -> tuple[Figure, np.ndarray]:
@@ -373,7 +378,7 @@ def plot_cam_classes(
     -------
     matplotlib.figure.Figure
     """
-    _check_indices(result, image_index, 0, images)
+    images = _check_indices(result, image_index, 0, images)  # read once (a generator too)
     show_photo = flag("show_photo", show_photo)
     classes = result.class_ids.shape[1]
     figure, axes = _grid(classes + int(show_photo), ncols, size)
@@ -423,7 +428,7 @@ def plot_cam_images(
     -------
     matplotlib.figure.Figure
     """
-    _check_indices(result, 0, k, images)
+    images = _check_indices(result, 0, k, images)  # read once (a generator too)
     batch = result.num_images
     if names is not None:
         names = checked_names("names", names, batch)

@@ -107,11 +107,14 @@ class CAMExplorer:
         names = (checked_names("image_names", list(image_names) if isinstance(image_names, tuple)
                                else image_names, len(self._photos))
                  if image_names is not None else [f"image {i}" for i in range(len(self._photos))])
+        unique: list[str] = []
+        for name in names:  # ("a", "a") -> ("a", "a (2)"), as add_photo and load_images do
+            unique.append(unique_name(name, unique))
         num_classes = find_cam_head(model).num_classes  # checks the model before the network runs
         # The rank slider's range: five classes by default, or all a smaller model has.
         top_k = min(5, num_classes) if top_k is None else integer("top_k", top_k, 1, num_classes)
         self._model = model
-        self._names = names
+        self._names = unique
         self.result: CAMResult = class_activation_maps(model, images, classes="all")
         self._order = np.argsort(-self.result.logits, axis=1, kind="stable")  # (B, C) ranks
         self._operator = upsample_operator(self.result.low_res.shape[2:], self.result.input_size)
@@ -334,8 +337,9 @@ class CAMExplorer:
         else:  # inclusive pixel box; pixel x covers [x, x + 1] in the image extent
             self._box_artist.set_bounds(*box_bounds(self._box, offset=0.0))
             self._box_artist.set_visible(True)
-        probability = float(self.result.probabilities[index, class_id])
-        title = f"{self.result.class_names[class_id]} ({class_id}), p = {probability:.2g}"
+        # As result.label: "p = 0.79", or "score = 0.322" for a head that gives no probabilities
+        # (Dense(activation="relu")); the result maps every class, so k is the class id.
+        title = self.result.label(index, class_id)
         self._title.set_text(two_lines(title, _TITLE_CHARACTERS))
         self.info.value = (
             f"{title}; rank {self.rank_of(class_id)} of {len(self._labels)}; "
