@@ -138,7 +138,8 @@ def test_notebook06_scorecam_smoke_run_records_the_maps_score_cam_makes(scorecam
 def test_every_record_loads_and_an_unknown_name_lists_them():
     names = sorted(path.stem for path in (ROOT / "helpers/data/records").glob("*.json"))
     assert names == ["notebook02_seeds", "notebook02_seeds_jax", "notebook04_protocols",
-                     "notebook06_scorecam", "notebook06_seeds"]
+                     "notebook05_seeds", "notebook05_seeds_jax", "notebook06_scorecam",
+                     "notebook06_seeds"]
     for name in names:
         assert "runs" in helpers.data.recorded(name) or "maps" in helpers.data.recorded(name)
     for bad in ("notebook07", "../pyproject", None):
@@ -192,3 +193,38 @@ def test_notebook02_smoke_run_writes_every_score(seeds02, tmp_path):
         assert 0.0 <= run["gap"]["peak on digit"] <= 1.0
         assert np.isfinite(run["flatten"]["evidence moved"])
     assert report["command"].endswith("--smoke --output " + str(output))
+
+
+@pytest.fixture(scope="module")
+def seeds05(load_script):
+    return load_script("experiments/notebook05_seeds.py")
+
+
+def test_notebook05_runs_are_the_notebooks_recipe(seeds05):
+    """The script's first run is notebook 05's own: the same seeds, sizes and training."""
+    source = code_of("05_transfer_learning_and_cam.ipynb")
+    train_seed, test_seed, model_seed = seeds05.SETTINGS["notebook"]
+    assert f"TRAIN_SEED, TEST_SEED, MODEL_SEED = {train_seed}, {test_seed}, {model_seed}" in source
+    assert f"NOTEBOOK_SETTINGS = ({train_seed}, {test_seed}, {model_seed}, {seeds05.TRAIN_SIZE})" in source
+    assert f"make_photo_composites({seeds05.TRAIN_SIZE}, split=\"train\"" in source
+    assert f"make_photo_composites({seeds05.TEST_SIZE}, split=\"test\"" in source
+    assert (f"EPOCHS, BATCH_SIZE, LEARNING_RATE = {seeds05.EPOCHS}, {seeds05.BATCH_SIZE}, 1e-3"
+            in source) and seeds05.LEARNING_RATE == 1e-3
+    assert f"TAU = {seeds05.TAU}" in source
+    for name, backend in (("notebook05_seeds", "tensorflow"), ("notebook05_seeds_jax", "jax")):
+        record = helpers.data.recorded(name)
+        assert record["keras_backend"] == backend and not record["smoke"]
+        assert list(record["runs"]) == list(seeds05.SETTINGS)
+
+
+@pytest.mark.slow
+def test_notebook05_smoke_run_writes_every_score(seeds05, tmp_path):
+    output = tmp_path / "seeds05.json"
+    report = seeds05.main(["--smoke", "--output", str(output)])
+    assert json.loads(output.read_text()) == json.loads(json.dumps(report, default=float))
+    assert list(report["runs"]) == list(seeds05.SETTINGS)[:2]
+    for run in report["runs"].values():
+        for key in ("accuracy", "gt_known", "max_box_acc", "max_box_acc_at_0.5", "zhou_max_box_acc",
+                    "pointing_15px", "imagenet_max_box_acc"):
+            assert 0.0 <= run[key] <= 1.0, key
+        assert set(run["per_class_accuracy"]) == set(seeds05.IMAGENET_CLASS)
