@@ -506,7 +506,8 @@ def _fake_make(folder: Path, fail: str = "") -> Path:
 
 def test_ci_runs_make_test_then_the_other_checks(tmp_path):
     """.ci/run is executable and runs, from the repository, make test, the widgets-7 tests, the
-    browser tests and the wheelhouse check, in that order (a stand-in make records them)."""
+    browser tests, the Binder session and the wheelhouse check, in that order (a stand-in make
+    records them)."""
     run = ROOT / ".ci/run"
     assert os.access(run, os.X_OK)
     log = tmp_path / "make.log"
@@ -519,7 +520,8 @@ def test_ci_runs_make_test_then_the_other_checks(tmp_path):
     assert result.returncode == 0, result.stderr
     assert log.read_text().splitlines() == [
         f"{ROOT} {target}" for target in ("test", "test-widgets7", "test-browser",
-                                          "test-browser-widgets7", "test-wheelhouse")]
+                                          "test-browser-widgets7", "test-binder",
+                                          "test-wheelhouse")]
 
 
 @pytest.mark.parametrize("failing", ["test", "test-browser"])
