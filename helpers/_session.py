@@ -106,6 +106,18 @@ def _rss_of_user() -> int:
     return total
 
 
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_bytes(text: str) -> int | None:
+    """A size as JupyterHub and Kubernetes write it: bytes (``"2147483648"``, ``"2147483648.0"``)
+    or with a unit (``"2G"``, ``"2Gi"``, ``"512M"``, ``"1.5g"``); None for anything else."""
+    found = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgtKMGT]?)(i?[bB]?)\s*", text, re.ASCII)
+    if not found:
+        return None
+    return int(float(found.group(1)) * _UNITS[found.group(2).lower()])
+
+
 def memory() -> Memory | None:
     """The tightest memory limit on this session and what it uses, or None when there is none.
 
@@ -133,10 +145,10 @@ def memory() -> Memory | None:
             inactive = stat.get("inactive_file", 0)
         if used is not None and limit < min(_NO_LIMIT, machine):
             candidates.append(Memory(limit, max(used - inactive, 0), f"cgroup {version}"))
-    mem_limit = os.environ.get("MEM_LIMIT", "").strip()
-    if mem_limit.isdigit() and 0 < int(mem_limit) < machine:
+    mem_limit = parse_bytes(os.environ.get("MEM_LIMIT", ""))
+    if mem_limit is not None and 0 < mem_limit < machine:
         used = candidates[0].used if candidates else _rss_of_user()
-        candidates.append(Memory(int(mem_limit), used, "MEM_LIMIT"))
+        candidates.append(Memory(mem_limit, used, "MEM_LIMIT"))
     return min(candidates, key=lambda m: m.limit) if candidates else None
 
 

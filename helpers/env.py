@@ -189,10 +189,11 @@ def make_room(needed_mib: int = SERIES_KERNEL_MIB) -> list[str]:
                   f"asked which kernels are open ({error}). {advice}")
         return []
     own = own_kernel_id()
-    mine = next((s for s in sessions if s.kernel_id == own), None)
+    mine = next((s for s in sessions if s.kernel_id == own and s.path.endswith(".ipynb")),
+                next((s for s in sessions if s.kernel_id == own), None))
     folder = os.path.dirname(mine.path) if mine else None
-    others = [s for s in sessions if s is not mine]
-    held = {s.kernel_id: kernel_rss(s.kernel_id) or 0 for s in others}
+    others = [s for s in sessions if s.kernel_id != own]  # a console on this kernel is this kernel
+    held = {s.kernel_id: kernel_rss(s.kernel_id) or 0 for s in others}  # a kernel counted once
     budget = current.limit - SERVER_MIB * 2**20 - needed_mib * 2**20
 
     def in_series(s) -> bool:
@@ -204,6 +205,8 @@ def make_room(needed_mib: int = SERIES_KERNEL_MIB) -> list[str]:
                           key=lambda s: s.last_activity):
         if sum(held.values()) <= budget:
             break
+        if session.kernel_id not in held:  # its kernel, shared with another session, is gone
+            continue
         server.shut_down(session)
         wait_until_gone(session.kernel_id)
         stopped.append(session.path)
@@ -225,7 +228,7 @@ def make_room(needed_mib: int = SERIES_KERNEL_MIB) -> list[str]:
               f"mybinder.org's usual 2 GB is enough for every notebook of the series.")
     elif sum(held.values()) > budget:
         names = ", ".join(f"{os.path.basename(s.path) or s.kernel_id} ({_gib(held[s.kernel_id])})"
-                          for s in still_open)
+                          for s in still_open if s.kernel_id in held)
         print(f"{head if not stopped else 'Memory'}: other kernels still hold more than the "
               f"limit leaves for them: {names} (busy, or not of this series). {advice}")
     return stopped

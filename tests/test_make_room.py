@@ -153,3 +153,34 @@ def test_the_series_budget_covers_every_measured_notebook():
 def test_memory_reads_this_machine_without_error():
     memory = _session.memory()
     assert memory is None or 0 <= memory.used and memory.limit > 0
+
+
+def test_a_console_on_this_kernel_is_this_kernel_not_another(host, monkeypatch):
+    """Fourth audit: a console opened on this notebook's kernel was counted as another kernel,
+    so an idle notebook that fitted was shut down for nothing."""
+    console = _session.Session("s-console", "console-1", "k-mine", "idle", "2026-12-04T09:00:00Z")
+    sessions = [MINE, console, session("notebooks/01_heads.ipynb")]
+    # 2048 - 256 - 1000 = 792 MiB for the others: notebook 01 (700) fits; this kernel is not counted.
+    server = install(monkeypatch, sessions, {"k-mine": 1200, "k-notebooks/01_heads.ipynb": 700})
+    assert env.make_room(needed_mib=1000) == [] and server.stopped == []
+
+
+def test_two_sessions_on_one_kernel_are_one_kernel(host, monkeypatch, capsys):
+    """Fourth audit: two sessions sharing one kernel raised a bare KeyError after shutting it
+    down; the kernel is counted once and shut down once."""
+    shared = "k-shared"
+    sessions = [MINE, session("notebooks/01_heads.ipynb", kernel=shared, last="2026-12-04T10:01:00Z"),
+                session("notebooks/02_gap.ipynb", kernel=shared, last="2026-12-04T10:02:00Z")]
+    server = install(monkeypatch, sessions, {shared: 1300})
+    assert env.make_room() == ["notebooks/01_heads.ipynb"] and server.stopped == ["notebooks/01_heads.ipynb"]
+    assert "still hold" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2147483648", 2**31), ("2147483648.0", 2**31), ("2G", 2**31), ("2Gi", 2**31),
+    ("512M", 2**29), ("1.5g", 3 * 2**29), (" 2G ", 2**31),
+    ("", None), ("²", None), ("two gigs", None), ("-5", None), ("2 GB RAM", None),
+])
+def test_mem_limit_is_read_in_the_forms_hubs_write_it(text, expected):
+    """Fourth audit: "2G" was read as no limit, and "²" (a digit to str.isdigit) crashed int()."""
+    assert _session.parse_bytes(text) == expected
