@@ -294,3 +294,39 @@ def test_24_the_explorer_numbers_repeated_image_names():
     x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
     explorer = cam_explorer(_tiny_model(), x, image_names=["a", "a"])
     assert explorer._names == ["a", "a (2)"]
+
+
+# -- the fourth audit's defects in the same kinds -------------------------------------------
+
+
+def test_a_photo_one_pixel_high_keeps_its_colours_when_downscaled_for_display():
+    """A (1, 5000, 3) red photo was squeezed to (5000, 3) and drawn as grey stripes."""
+    from helpers.plots.cam import display_copy
+
+    wide = np.zeros((1, 5000, 3), np.uint8)
+    wide[..., 0] = 255
+    shown, size = display_copy(wide, 1024)
+    assert size == (1, 5000) and shown.shape == (1, 1024, 3)
+    assert np.all(shown[..., 0] == 255) and np.all(shown[..., 1:] == 0)
+    gray = display_copy(np.full((2000, 10, 1), 7, np.uint8), 1024)[0]
+    assert gray.shape[:2] == (1024, 5)
+
+
+def test_load_image_refuses_a_path_that_is_not_a_regular_file(tmp_path):
+    """A FIFO hung load_image for ever inside Image.open."""
+    import os
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        helpers.load_image(fifo)
+
+
+def test_randomize_layers_bounds_its_seed_before_anything_is_drawn():
+    """seed=2**63 reached TensorFlow, whose message named no argument."""
+    model = _tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="seed"):
+        with helpers.randomize_layers(model, ["c1"], seed=2**63):
+            pass
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

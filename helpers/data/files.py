@@ -127,6 +127,9 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
             raise IsADirectoryError(
                 f"{_describe(source)} is a folder; use helpers.load_images(folder) for every image in it"
             )
+        if not path.is_file():  # a FIFO or a device would block the read for ever
+            raise ValueError(f"{_describe(source)} is not a regular file (a pipe, socket or device); "
+                             "pass an image file")
         opened = path
     else:
         raise TypeError(

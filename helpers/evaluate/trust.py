@@ -35,6 +35,9 @@ from helpers.images import resize_images, to_rgb_batch
 from helpers.maps import softmax, upsample_maps
 from helpers.models import Classifier
 
+#: The largest seed (NumPy's legacy range, as :func:`helpers.set_seed`); layer i gets seed + i.
+MAX_SEED = 2**32 - 1
+
 __all__ = ["BASELINES", "RANDOMIZATIONS", "FaithfulnessCurves", "class_probabilities",
            "deletion_insertion", "prepare_faithfulness", "randomize_layers"]
 
@@ -111,7 +114,7 @@ def randomize_layers(model: Any, layers: Sequence[str], seed: int = 0, *,
         or (``"reinit"``) a variable with no initializer to draw from (nothing is changed then).
     """
     mode = choice("mode", mode, RANDOMIZATIONS)
-    seed = integer("seed", seed, 0)
+    seed = integer("seed", seed, 0, MAX_SEED)  # NumPy's range, as helpers.set_seed
     keras_model = keras_model_of(model)
     if isinstance(layers, str):
         raise ValueError(f"layers must be a list of layer names, got the str {layers!r}")

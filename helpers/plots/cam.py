@@ -88,7 +88,9 @@ def display_copy(image: Any, longest_side: int) -> tuple[np.ndarray, tuple[int, 
         return shown, size
     scale = longest_side / max(size)
     as_uint8 = shown if shown.dtype == np.uint8 else np.round(shown * 255).astype(np.uint8)
-    small = Image.fromarray(np.squeeze(as_uint8)).resize(
+    # Only a single channel is dropped (Pillow's grayscale): a photo 1 pixel high stays RGB.
+    small = Image.fromarray(as_uint8[..., 0] if as_uint8.ndim == 3 and as_uint8.shape[2] == 1
+                            else as_uint8).resize(
         (max(1, round(size[1] * scale)), max(1, round(size[0] * scale))), Image.Resampling.BOX)
     return np.asarray(small), size
 
