@@ -242,13 +242,22 @@ def choe_boxes(cam: Any, thresholds: Any = None) -> list[np.ndarray]:
     return boxes
 
 
+#: The most box thresholds one sweep takes: each costs a pass over every map (and Choe's
+#: protocol, on maps cast to uint8 as their code does, has no more than 256 distinct ones).
+MAX_THRESHOLDS = 1000
+
+
 def check_thresholds(thresholds: Any) -> np.ndarray:
-    """A non-empty 1-D sequence of box thresholds, each a fraction in [0, 1], as floats."""
+    """A non-empty 1-D sequence of at most :data:`MAX_THRESHOLDS` box thresholds, each a fraction
+    in [0, 1], as floats."""
     sweep = np.asarray(thresholds)
     if sweep.ndim != 1 or sweep.size == 0 or sweep.dtype.kind not in "iuf":
         raise ValueError(
             f"thresholds must be a non-empty 1-D sequence of fractions in [0, 1], got {thresholds!r:.80}"
         )
+    if sweep.size > MAX_THRESHOLDS:
+        raise ArgumentError(f"thresholds has {sweep.size:,} values; at most {MAX_THRESHOLDS} are "
+                            "taken (a step of 0.001), e.g. np.linspace(0, 1, 101)")
     sweep = sweep.astype(float)
     if not np.all((sweep >= 0.0) & (sweep <= 1.0)):  # NaN fails this too
         raise ValueError(f"thresholds must be fractions in [0, 1], got {sweep.tolist()}")

@@ -54,6 +54,10 @@ def check_protocol(protocol: Any) -> str:
                         f"({accepted})")
 
 
+#: The most IoU thresholds one score averages over (each is a pass over every box).
+MAX_IOU_THRESHOLDS = 100
+
+
 def _check_iou_thresholds(iou_threshold: Any) -> tuple[float, ...]:
     if isinstance(iou_threshold, (list, np.ndarray)):
         # Before protocols, the third positional argument was the list of box thresholds.
@@ -64,6 +68,9 @@ def _check_iou_thresholds(iou_threshold: Any) -> tuple[float, ...]:
     if len(values) == 0:
         raise ArgumentError("iou_threshold must be a number in (0, 1] or a non-empty tuple of "
                             "them, e.g. (0.3, 0.5, 0.7) for MaxBoxAccV2; got an empty sequence")
+    if len(values) > MAX_IOU_THRESHOLDS:
+        raise ArgumentError(f"iou_threshold has {len(values):,} values; at most "
+                            f"{MAX_IOU_THRESHOLDS} are taken, e.g. (0.3, 0.5, 0.7) for MaxBoxAccV2")
     return tuple(check_iou_threshold(value) for value in values)
 
 
