@@ -342,3 +342,15 @@ def test_a_sweep_bounds_its_box_and_iou_thresholds():
     with pytest.raises(ValueError, match="at most 100"):
         max_box_accuracy(maps, boxes, iou_threshold=tuple(np.linspace(0.01, 1, 1000)))
     assert 0 <= max_box_accuracy(maps, boxes, thresholds=np.linspace(0, 1, 1000)).best <= 1
+
+
+def test_a_network_that_outputs_nan_is_refused_not_mapped():
+    """A diverged network (a NaN bias) gave NaN maps and probabilities, and a "top" class."""
+    model = _tiny_model(classes=3)
+    dense = model.layers[-1]
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, np.array([np.nan, 0, 0], np.float32)])
+    images = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    for method in (helpers.class_activation_maps, helpers.grad_cam):
+        with pytest.raises(ValueError, match="NaN or infinite values for image 0"):
+            method(model, images)

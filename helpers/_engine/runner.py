@@ -305,6 +305,14 @@ def run(method: Any, model: Any, images: Any, classes: Any = None, top_k: int | 
             extra.append(masked_logits(method, head, model, part, features, precision))
         parts.append(to_numpy(program(features, given[start:start + chunk], *extra)))
     outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    for name in ("logits", "low_res"):  # the inputs were finite: this is the network's doing
+        bad = ~np.isfinite(outputs[name]).all(axis=tuple(range(1, outputs[name].ndim)))
+        if bad.any():
+            raise ValueError(
+                f"the model's {'logits' if name == 'logits' else 'maps'} hold NaN or infinite "
+                f"values for image {int(np.flatnonzero(bad)[0])} (of {count}), although the images "
+                "are finite: its weights hold NaN or inf (training diverged?), or a float16 "
+                "layer overflowed (a mixed_float16 model: run it in float32)")
     class_ids = _class_ids(chosen, outputs, count)
     return CAMResult(
         low_res=outputs["low_res"].astype(np.float32, copy=False),
