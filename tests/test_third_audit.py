@@ -354,3 +354,16 @@ def test_a_network_that_outputs_nan_is_refused_not_mapped():
     for method in (helpers.class_activation_maps, helpers.grad_cam):
         with pytest.raises(ValueError, match="NaN or infinite values for image 0"):
             method(model, images)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.ones((4, 4)) * 1j, "real numbers"), ([["a", "b"], ["c", "d"]], "real numbers"),
+    ([[1.0, 2.0], [3.0]], "real numbers"), (np.full((4, 4), 1e39), "float32"),
+    (np.zeros((0, 4)), "empty"), (np.ones(4), "2-D"),
+])
+def test_show_cam_checks_its_map_as_every_map_function_does(bad, match):
+    """show_cam drew complex and string maps and gave NumPy's messages for ragged or empty ones."""
+    from helpers.plots.cam import show_cam
+
+    with pytest.raises((TypeError, ValueError), match=match):
+        show_cam(np.zeros((8, 8, 3), np.uint8), bad)

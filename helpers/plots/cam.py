@@ -17,6 +17,7 @@ from matplotlib.patches import Rectangle
 
 from helpers.checks import flag, instance, integer, number
 from helpers.checks import labels as checked_labels
+from helpers.checks import maps as check_maps
 from helpers.checks import names as checked_names
 from helpers.evaluate.boxes import NO_BOX, as_boxes, cam_to_box, scale_box
 from helpers.images import as_images
@@ -223,11 +224,7 @@ def show_cam(
     # A copy at most DISPLAY_SIDE pixels a side, drawn over the photo's own pixel frame: a
     # 24-megapixel photo drawn whole took 1.3 GB and seconds a figure.
     photo, (height, width) = display_copy(image, DISPLAY_SIDE)
-    cam_map = np.asarray(cam_map, dtype=np.float32)
-    if cam_map.ndim != 2:
-        raise ValueError(f"cam_map must be one map (H, W), got shape {cam_map.shape}")
-    if not np.all(np.isfinite(cam_map)):
-        raise ValueError("cam_map contains NaN or infinite values")
+    cam_map = check_maps("cam_map", cam_map, ndim=2, float32=True).astype(np.float32)
     alpha = number("alpha", alpha, 0.0, 1.0)
     if ax is not None and not hasattr(ax, "imshow"):
         raise TypeError(f"ax must be matplotlib Axes (e.g. from plt.subplots), got "
