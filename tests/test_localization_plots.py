@@ -65,7 +65,7 @@ def test_threshold_sweep_marks_best_and_fixed_threshold():
     dots = [line for line in ax.get_lines() if line.get_marker() == "o"]
     assert [d.get_xdata()[0] for d in dots] == [0.2, 0.2]
     assert dots[0].get_ydata()[0] == 0.0  # the halo's box at 0.2 is too big
-    assert any("MaxBoxAcc 1.00" in text.get_text() for text in ax.texts)
+    assert any("MaxBoxAcc@0.5 1.00" in text.get_text() for text in ax.texts)  # named with its IoU
     assert ax.get_xlabel() == "box threshold τ (fraction of the map's maximum)"
     with pytest.raises(ValueError, match="empty"):
         plot_threshold_sweep({})

@@ -74,7 +74,7 @@ def test_degenerate_maps_draw_without_nan(result, photos):
     assert not negative.patches  # no positive evidence: no box
     with pytest.raises(ValueError, match="NaN"):
         plotting.show_cam(photos[0], np.full((4, 4), np.nan))
-    with pytest.raises(ValueError, match=r"one map \(H, W\)"):
+    with pytest.raises(ValueError, match=r"a 2-D map \(H, W\)"):
         plotting.show_cam(photos[0], np.zeros((2, 4, 4)))
     with pytest.raises(ValueError, match=r"k \(the result has 2 classes per image\) must be an "
                                          r"integer in 0\.\.1, got int 2"):
