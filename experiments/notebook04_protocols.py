@@ -1,6 +1,6 @@
 """The training runs that notebook 04 (section 9 and exercises 3 and 4) describes but does not run.
 
-    .venv/bin/python experiments/notebook04_protocols.py            # about 7 minutes, 2 cores
+    .venv/bin/python experiments/notebook04_protocols.py            # about a quarter of an hour, 2 cores
     .venv/bin/python experiments/notebook04_protocols.py --smoke    # seconds: the code path only
 
 Notebook 04 trains a GAP- and a GMP-headed CNN once, with one protocol (20 epochs, batch 64, seed
