@@ -155,8 +155,9 @@ def map_colors(cam_map: np.ndarray, cmap: str | None = None) -> tuple[str, float
     """``(colour map, vmin, vmax)`` for drawing ``cam_map``: a signed map (values below and above
     zero) gets :data:`DIVERGING_CMAP` on a scale symmetric about zero, so that zero is white and
     equal values of either sign are equally strong; any other map :data:`SEQUENTIAL_CMAP` from
-    zero to its maximum (or from its minimum to zero, if it has no positive value), so that the
-    darkest colour is zero, not the map's smallest value. A ``cmap`` given is used as it is, on
+    zero to its maximum (or from its minimum to zero, if it has no positive value), so that zero
+    sits at an end of the scale (the darkest colour for a non-negative map), not the map's
+    smallest value. A ``cmap`` given is used as it is, on
     the map's own range."""
     low, high = _color_limits(cam_map)
     if cmap is not None:
