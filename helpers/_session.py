@@ -16,7 +16,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-MIB = 2**20
 #: cgroup files say "no limit" with a number near 2**63; anything at or above the machine's
 #: memory is no limit either.
 _NO_LIMIT = 2**60
@@ -91,6 +90,12 @@ def _machine_memory() -> int:
     return _NO_LIMIT
 
 
+def _resident(status: str) -> int | None:
+    """``VmRSS`` of a ``/proc/<pid>/status`` text, in bytes (None for a process without one)."""
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(found.group(1)) * 1024 if found else None
+
+
 def _rss_of_user() -> int:
     """Resident memory of every process of this user (a container's processes, on Binder)."""
     total, uid = 0, os.getuid()
@@ -100,9 +105,8 @@ def _rss_of_user() -> int:
         except OSError:
             continue
         uid_line = re.search(r"^Uid:\s+(\d+)", text, re.M)
-        rss = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-        if uid_line and rss and int(uid_line.group(1)) == uid:
-            total += int(rss.group(1)) * 1024
+        if uid_line and int(uid_line.group(1)) == uid:
+            total += _resident(text) or 0
     return total
 
 
@@ -150,16 +154,6 @@ def memory() -> Memory | None:
         used = candidates[0].used if candidates else _rss_of_user()
         candidates.append(Memory(mem_limit, used, "MEM_LIMIT"))
     return min(candidates, key=lambda m: m.limit) if candidates else None
-
-
-def own_rss() -> int:
-    """This process's resident memory, in bytes (0 where /proc is not there)."""
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0
-    found = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-    return int(found.group(1)) * 1024 if found else 0
 
 
 # -- the Jupyter server -------------------------------------------------------------------------
@@ -271,8 +265,7 @@ def kernel_rss(kernel_id: str) -> int | None:
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             if needle in cmdline.read_bytes():
-                found = re.search(r"^VmRSS:\s+(\d+) kB", (cmdline.parent / "status").read_text(), re.M)
-                return int(found.group(1)) * 1024 if found else None
+                return _resident((cmdline.parent / "status").read_text())
         except OSError:
             continue
     return None
